@@ -1,0 +1,306 @@
+"""Video input and output: probe and stream frames from a file or a frames folder, write browser-ready H.264.
+
+Frames are RGB uint8 arrays (H, W, 3) in display orientation. Decoding and encoding go through PyAV (ffmpeg).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from segmentation.errors import InputError
+
+FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
+DEFAULT_FOLDER_FPS = 24.0
+
+# ffmpeg happily "opens" a single picture as a one-frame video; we want those to be rejected as videos.
+_IMAGE_FORMATS = {"image2", "image2pipe"}
+
+
+@dataclass
+class VideoInfo:
+    source: str
+    width: int  # display size: rotation already applied
+    height: int
+    fps: float
+    frame_count: int  # exact for folders; container count (or duration * fps) for files
+    frame_names: list[str] = field(default_factory=list)
+    codec: str = "frames"
+    # Clockwise degrees the coded picture is turned for display (as phones' legacy "rotate" tag): 0/90/180/270.
+    rotation: int = 0
+    is_folder: bool = False
+
+
+def _folder_frames(folder: Path) -> list[Path]:
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FRAME_EXTENSIONS)
+    if not files:
+        raise InputError(f"{folder}: folder has no JPEG or PNG frames (expected files like 00000.jpg)")
+    return files
+
+
+def _check_fps(fps: float | None, default: float) -> float:
+    if fps is None:
+        return default
+    if not (isinstance(fps, int | float) and math.isfinite(fps) and fps > 0):
+        raise InputError(f"fps must be a positive number, got {fps!r}")
+    return float(fps)
+
+
+def _probe_folder(folder: Path, fps: float | None) -> VideoInfo:
+    fps = _check_fps(fps, DEFAULT_FOLDER_FPS)
+    files = _folder_frames(folder)
+    size = None
+    # Opening with PIL only reads headers, so checking every frame's size is cheap.
+    for path in files:
+        try:
+            with Image.open(path) as img:
+                this = img.size
+        except (UnidentifiedImageError, OSError) as e:
+            raise InputError(f"{path}: frame is not a readable JPEG/PNG image ({e})") from e
+        if size is None:
+            size = this
+        elif this != size:
+            raise InputError(
+                f"{path.name}: frame is {this[0]}x{this[1]} but {files[0].name} is {size[0]}x{size[1]}; "
+                "all frames in a folder must have the same size"
+            )
+    return VideoInfo(
+        source=str(folder),
+        width=size[0],
+        height=size[1],
+        fps=fps,
+        frame_count=len(files),
+        frame_names=[p.stem for p in files],
+        codec="frames",
+        rotation=0,
+        is_folder=True,
+    )
+
+
+def _clockwise(frame: av.VideoFrame) -> int:
+    # PyAV reports the display matrix as counter-clockwise degrees in [-180, 180].
+    return int(round(-frame.rotation / 90.0)) % 4 * 90
+
+
+def _to_display(rgb: np.ndarray, clockwise: int) -> np.ndarray:
+    if clockwise == 0:
+        return rgb
+    # np.rot90 turns counter-clockwise, so a negative k turns clockwise.
+    return np.ascontiguousarray(np.rot90(rgb, k=-(clockwise // 90)))
+
+
+def _open_video(path: Path) -> av.container.InputContainer:
+    try:
+        container = av.open(str(path))
+    except av.FFmpegError as e:
+        raise InputError(
+            f"{path.name}: not a video ffmpeg can read (corrupt, truncated or not a video file: {e.strerror or e})"
+        ) from e
+    fmt = container.format.name
+    if fmt in _IMAGE_FORMATS or fmt.endswith("_pipe"):
+        container.close()
+        raise InputError(
+            f"{path.name}: is a still image ({fmt}), not a video; give a video file or a frames folder"
+        )
+    if not container.streams.video:
+        kinds = sorted({s.type for s in container.streams})
+        container.close()
+        what = (
+            "audio-only file"
+            if kinds == ["audio"]
+            else f"file with no video stream (streams: {kinds or 'none'})"
+        )
+        raise InputError(f"{path.name}: {what}; give a file with a video track")
+    return container
+
+
+def _probe_file(path: Path) -> VideoInfo:
+    with _open_video(path) as container:
+        stream = container.streams.video[0]
+        fps_q = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = float(fps_q) if fps_q else 0.0
+        # Decoding one frame proves the data is usable and gives the display rotation (frame side data).
+        try:
+            first = next(container.decode(stream), None)
+        except av.FFmpegError as e:
+            raise InputError(f"{path.name}: cannot decode the first video frame ({e.strerror or e})") from e
+        if first is None:
+            raise InputError(f"{path.name}: the video stream has no frames")
+        rotation = _clockwise(first)
+        coded_w, coded_h = first.width, first.height
+        count = stream.frames or 0
+        if count <= 0:
+            # webm/mkv often carry no frame count: estimate it from the duration.
+            if stream.duration is not None and stream.time_base is not None:
+                seconds = float(stream.duration * stream.time_base)
+            elif container.duration is not None:
+                seconds = container.duration / av.time_base
+            else:
+                seconds = 0.0
+            count = int(round(seconds * fps)) if fps > 0 else 0
+        count = max(1, count)
+        if fps <= 0:
+            fps = DEFAULT_FOLDER_FPS
+        codec = stream.codec_context.name
+    width, height = (coded_h, coded_w) if rotation in (90, 270) else (coded_w, coded_h)
+    return VideoInfo(
+        source=str(path),
+        width=width,
+        height=height,
+        fps=fps,
+        frame_count=count,
+        frame_names=[f"{i:05d}" for i in range(count)],
+        codec=codec,
+        rotation=rotation,
+        is_folder=False,
+    )
+
+
+def _existing(source) -> Path:
+    path = Path(source)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    return path
+
+
+def probe(source, fps: float | None = None) -> VideoInfo:
+    """Describe a video file or a folder of frames; raise InputError if it cannot be used.
+
+    ``fps`` sets the frame rate of a frames folder (default 24); a video file keeps its own rate.
+    """
+    path = _existing(source)
+    if path.is_dir():
+        return _probe_folder(path, fps)
+    return _probe_file(path)
+
+
+def _iter_folder(folder: Path) -> Iterator[np.ndarray]:
+    files = _folder_frames(folder)
+    size = None
+    for index, path in enumerate(files):
+        try:
+            with Image.open(path) as img:
+                rgb = np.asarray(img.convert("RGB"))
+        except (UnidentifiedImageError, OSError) as e:
+            raise InputError(f"{path.name}: frame {index} is not a readable image ({e})") from e
+        if size is None:
+            size = rgb.shape
+        elif rgb.shape != size:
+            raise InputError(f"{path.name}: frame {index} has a different size from the first frame")
+        yield rgb
+
+
+def _iter_file(path: Path) -> Iterator[np.ndarray]:
+    with _open_video(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"  # frame + slice threads: decoding is the bottleneck on CPU
+        expected = stream.frames or 0
+        index = 0
+        size = None
+        try:
+            for frame in container.decode(stream):
+                if size is None:
+                    size = (frame.width, frame.height)
+                # Rescale the rare mid-stream resolution change so every frame matches the probed size.
+                rgb = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
+                yield _to_display(rgb, _clockwise(frame))
+                index += 1
+        except av.FFmpegError as e:
+            raise InputError(
+                f"{path.name}: decoding failed at frame {index} ({e.strerror or e}); the file is corrupt or truncated"
+            ) from e
+    # A truncated mp4 whose index sits at the front decodes silently short: compare with the index's count.
+    # Small shortfalls are normal (edit lists), so only a clear gap counts as damage.
+    if expected and expected - index > max(2, expected // 50):
+        raise InputError(
+            f"{path.name}: decoding stopped at frame {index} of {expected}; the file is truncated or corrupt"
+        )
+    if index == 0:
+        raise InputError(f"{path.name}: the video stream has no frames")
+
+
+def iter_frames(source, fps: float | None = None) -> Iterator[np.ndarray]:
+    """Stream RGB uint8 (H, W, 3) frames in display orientation, one at a time.
+
+    ``fps`` is accepted for symmetry with :func:`probe`; it does not change which frames come out.
+    """
+    path = _existing(source)
+    if path.is_dir():
+        return _iter_folder(path)
+    return _iter_file(path)
+
+
+def _rate(fps: float) -> Fraction:
+    if not (isinstance(fps, int | float | Fraction) and math.isfinite(fps) and fps > 0):
+        raise InputError(f"fps must be a positive number, got {fps!r}")
+    # 1001 keeps NTSC rates exact (30000/1001) while 29.97 given literally stays 2997/100.
+    return Fraction(fps).limit_denominator(1001)
+
+
+class VideoWriter:
+    """Write RGB frames to an H.264 mp4 that browsers play while it downloads.
+
+    Odd sizes are padded to even (yuv420p needs it) by repeating the last row/column, never cropped.
+    """
+
+    def __init__(self, path, width: int, height: int, fps: float):
+        if width < 1 or height < 1:
+            raise InputError(f"video size must be positive, got {width}x{height}")
+        self.path = Path(path)
+        self.width, self.height = int(width), int(height)
+        self.rate = _rate(fps)
+        self.frames_written = 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # faststart moves the index to the front so playback can start before the download ends.
+        self._container = av.open(str(self.path), "w", format="mp4", options={"movflags": "+faststart"})
+        stream = self._container.add_stream("libx264", rate=self.rate)
+        stream.width = self.width + self.width % 2
+        stream.height = self.height + self.height % 2
+        stream.pix_fmt = "yuv420p"
+        # Frames carry pts in this fixed base; the stream's own time_base changes once the muxer starts.
+        self._time_base = 1 / self.rate
+        stream.time_base = self._time_base
+        stream.options = {"crf": "20", "preset": "veryfast"}
+        stream.thread_type = "AUTO"
+        self._stream = stream
+
+    def write(self, rgb: np.ndarray) -> None:
+        if self._container is None:
+            raise ValueError("VideoWriter is closed")
+        rgb = np.asarray(rgb)
+        if rgb.shape != (self.height, self.width, 3) or rgb.dtype != np.uint8:
+            raise ValueError(
+                f"frame must be uint8 ({self.height}, {self.width}, 3), got {rgb.dtype} {rgb.shape}"
+            )
+        pad_h, pad_w = self.height % 2, self.width % 2
+        if pad_h or pad_w:
+            rgb = np.pad(rgb, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        frame.pts = self.frames_written
+        frame.time_base = self._time_base
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+        self.frames_written += 1
+
+    def close(self) -> None:
+        if self._container is None:
+            return
+        try:
+            for packet in self._stream.encode():  # flush the encoder's delayed frames
+                self._container.mux(packet)
+        finally:
+            self._container.close()
+            self._container = None
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,203 @@
+import types
+import wave
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from segmentation.errors import InputError
+from segmentation.video import VideoWriter, iter_frames, probe
+
+
+def gradient(h, w, shift=0):
+    """A frame whose every column has its own grey level, so orientation and padding are visible."""
+    row = ((np.arange(w) * 255 // max(w - 1, 1) + shift) % 256).astype(np.uint8)
+    return np.repeat(np.broadcast_to(row, (h, w))[:, :, None], 3, axis=2).copy()
+
+
+def write_clip(path, w=64, h=48, n=12, fps=24.0):
+    with VideoWriter(path, w, h, fps) as writer:
+        for i in range(n):
+            writer.write(gradient(h, w, shift=i * 3))
+    return path
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return write_clip(tmp_path_factory.mktemp("clip") / "clip.mp4")
+
+
+def test_write_then_read_back(clip):
+    info = probe(clip)
+    assert (info.width, info.height, info.frame_count, info.fps) == (64, 48, 12, 24.0)
+    assert info.codec == "h264" and info.rotation == 0 and not info.is_folder
+    assert info.frame_names == [f"{i:05d}" for i in range(12)]
+    with av.open(str(clip)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        assert stream.codec_context.pix_fmt == "yuv420p"
+        assert stream.frames == 12
+        times = [frame.time for frame in container.decode(stream)]
+    # Evenly spaced presentation times: players show every frame for 1/fps.
+    assert np.allclose(np.diff(times), 1 / 24)
+    frames = iter_frames(clip)
+    assert isinstance(frames, types.GeneratorType)  # streamed, not a list
+    frames = list(frames)
+    assert len(frames) == 12
+    assert frames[0].shape == (48, 64, 3) and frames[0].dtype == np.uint8
+    # Lossy but close: crf 20 on a smooth gradient.
+    assert np.abs(frames[5].astype(int) - gradient(48, 64, shift=15)).mean() < 6
+
+
+def test_faststart_puts_index_first(clip):
+    data = clip.read_bytes()
+    assert data.index(b"moov") < data.index(b"mdat")
+
+
+@pytest.mark.parametrize("fps, rate", [(29.97, Fraction(2997, 100)), (30000 / 1001, Fraction(30000, 1001))])
+def test_fractional_fps(tmp_path, fps, rate):
+    path = write_clip(tmp_path / "ntsc.mp4", n=8, fps=fps)
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].average_rate == rate
+    info = probe(path)
+    assert info.frame_count == 8 and info.fps == pytest.approx(fps)
+
+
+def test_odd_size_pads_to_even_by_repeating_edges(tmp_path):
+    path = write_clip(tmp_path / "odd.mp4", w=65, h=47, n=8)
+    info = probe(path)
+    assert (info.width, info.height, info.frame_count) == (66, 48, 8)
+    frame = next(iter_frames(path)).astype(int)
+    # The added column repeats the brightest (last) column rather than black padding.
+    assert abs(frame[:, 65].mean() - frame[:, 64].mean()) < 8
+    assert frame[:, 65].mean() > 200
+    assert abs(frame[47].mean() - frame[46].mean()) < 8
+
+
+def test_rotation_metadata_is_applied(tmp_path):
+    path = tmp_path / "rotated.mp4"
+    src = gradient(48, 64)
+    src[:8, :8] = 255  # mark the top-left corner
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.set_display_rotation(90)  # counter-clockwise, as a phone held sideways
+        for _ in range(4):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(src, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    info = probe(path)
+    assert (info.width, info.height, info.rotation) == (48, 64, 270)
+    frame = next(iter_frames(path)).astype(int)
+    assert frame.shape == (64, 48, 3)
+    assert np.abs(frame - np.rot90(src, 1)).mean() < 8
+
+
+def test_folder_is_read_in_name_order(tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for name, value in [("b", 100), ("a", 50), ("c", 200)]:
+        Image.fromarray(np.full((48, 64, 3), value, np.uint8)).save(folder / f"{name}.png")
+    (folder / "notes.txt").write_text("ignored")
+    info = probe(folder)
+    assert info.is_folder and info.codec == "frames"
+    assert (info.width, info.height, info.frame_count, info.fps) == (64, 48, 3, 24.0)
+    assert info.frame_names == ["a", "b", "c"]
+    assert probe(folder, fps=10).fps == 10.0
+    assert [int(f[0, 0, 0]) for f in iter_frames(folder)] == [50, 100, 200]
+
+
+def test_folder_greyscale_jpeg_frames_come_out_rgb(tmp_path):
+    Image.fromarray(np.full((48, 64), 90, np.uint8)).save(tmp_path / "0.jpg")
+    frame = next(iter_frames(tmp_path))
+    assert frame.shape == (48, 64, 3)
+
+
+def test_folder_errors(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="no JPEG or PNG frames"):
+        probe(empty)
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(mixed / "0.png")
+    Image.fromarray(np.zeros((50, 64, 3), np.uint8)).save(mixed / "1.png")
+    with pytest.raises(InputError, match="1.png.*64x50.*same size"):
+        probe(mixed)
+    with pytest.raises(InputError, match="positive"):
+        probe(empty.parent / "mixed", fps=0)
+
+
+def test_bad_files_raise_input_error(tmp_path, clip):
+    cases = {}
+    cases["random.mp4"] = np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes()
+    cases["text.mp4"] = b"this is a text file, not a video\n" * 20
+    png = tmp_path / "img.png"
+    Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(png)
+    cases["picture.mp4"] = png.read_bytes()
+    # Without faststart the index is at the end, so a cut file has none.
+    no_index = tmp_path / "noindex.mp4"
+    with av.open(str(no_index), "w") as container:
+        stream = container.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for packet in stream.encode(av.VideoFrame.from_ndarray(gradient(48, 64), format="rgb24")):
+            container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    cases["cut.mp4"] = no_index.read_bytes()[:-200]
+    expected = {
+        "random.mp4": "not a video",
+        "text.mp4": "not a video",
+        "picture.mp4": "still image",
+        "cut.mp4": "not a video",
+    }
+    for name, data in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(InputError, match=expected[name]):
+            probe(path)
+    with pytest.raises(InputError, match="no such file"):
+        probe(tmp_path / "missing.mp4")
+    with pytest.raises(InputError, match="no such file"):
+        iter_frames(tmp_path / "missing.mp4")
+
+
+def test_audio_only_file(tmp_path):
+    path = tmp_path / "sound.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"\0\0" * 800)
+    with pytest.raises(InputError, match="audio-only"):
+        probe(path)
+
+
+def test_truncated_video_names_the_frame(tmp_path):
+    path = tmp_path / "noise.mp4"
+    rng = np.random.default_rng(0)
+    with VideoWriter(path, 64, 48, 24) as writer:  # noise: every frame takes real bytes
+        for _ in range(16):
+            writer.write(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    assert probe(cut).frame_count == 16  # the index at the front still lists every frame
+    with pytest.raises(InputError, match=r"at frame \d+ of 16"):
+        for _ in iter_frames(cut):
+            pass
+
+
+def test_writer_checks_frames(tmp_path):
+    writer = VideoWriter(tmp_path / "x.mp4", 64, 48, 24)
+    with pytest.raises(ValueError, match="uint8"):
+        writer.write(np.zeros((48, 63, 3), np.uint8))
+    writer.write(np.zeros((48, 64, 3), np.uint8))
+    writer.close()
+    writer.close()  # idempotent
+    with pytest.raises(ValueError, match="closed"):
+        writer.write(np.zeros((48, 64, 3), np.uint8))
+    with pytest.raises(InputError, match="fps"):
+        VideoWriter(tmp_path / "y.mp4", 64, 48, 0)
