@@ -1,0 +1,154 @@
+"""DAVIS-layout training data (`<seq>/frames/*.jpg`, `<seq>/masks/*.png`) held in memory at the model's size,
+and the random samples that offline training draws from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import InputError
+from .model import DELTA
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+@dataclass
+class Sequence:
+    name: str
+    frames: np.ndarray  # (T, h, w, 3) uint8 at the model's size
+    masks: np.ndarray  # (T, h, w) uint8 object ids at the model's size
+    frame_dir: Path
+    mask_dir: Path
+
+
+def sequence_dirs(roots: list[str | Path]) -> list[Path]:
+    """Every `<seq>` folder with frames/ and masks/ under the given roots (a root may itself be a sequence)."""
+    found = []
+    for root in map(Path, roots):
+        if (root / "frames").is_dir() and (root / "masks").is_dir():
+            found.append(root)
+        elif root.is_dir():
+            found.extend(
+                p for p in sorted(root.iterdir()) if (p / "frames").is_dir() and (p / "masks").is_dir()
+            )
+        else:
+            raise InputError(f"training data folder not found: {root}")
+    if not found:
+        raise InputError(f"no <seq>/frames + <seq>/masks folders under {', '.join(map(str, roots))}")
+    return found
+
+
+def load_sequence(path: Path, size: tuple[int, int]) -> Sequence:
+    """Reads every frame and mask of one sequence, resized to size = (w, h). Masks: any non-zero value is the object
+    for binary masks, palette indices are kept."""
+    frame_files = sorted(p for p in (path / "frames").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    frames, masks = [], []
+    for frame_file in frame_files:
+        mask_file = path / "masks" / (frame_file.stem + ".png")
+        image = cv2.cvtColor(cv2.imread(str(frame_file), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        mask = cv2.imread(str(mask_file), cv2.IMREAD_UNCHANGED)
+        if mask is None:
+            raise InputError(f"mask missing for frame {frame_file}")
+        if mask.ndim == 3:
+            mask = mask.max(axis=2)
+        mask = (mask > 127).astype(np.uint8) if mask.max() > 127 else mask.astype(np.uint8)
+        frames.append(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
+        masks.append(cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST))
+    return Sequence(path.name, np.stack(frames), np.stack(masks), path / "frames", path / "masks")
+
+
+def _affine(h: int, w: int, rng: np.random.Generator, scale: float, shift: float, angle: float) -> np.ndarray:
+    s = 1.0 + rng.uniform(-scale, scale)
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), rng.uniform(-angle, angle), s)
+    m[:, 2] += rng.uniform(-shift, shift, 2) * (w, h)
+    return m
+
+
+def deform_mask(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Imitates the previous frame's imperfect prediction: small affine motion, dilation or erosion, holes."""
+    h, w = mask.shape
+    out = cv2.warpAffine(mask, _affine(h, w, rng, 0.08, 0.04, 8), (w, h), flags=cv2.INTER_NEAREST)
+    k = int(rng.integers(0, 8))
+    if k:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1))
+        out = cv2.dilate(out, kernel) if rng.random() < 0.5 else cv2.erode(out, kernel)
+    if rng.random() < 0.3 and out.any():  # cut a random blob out, as when a part was missed
+        ys, xs = np.nonzero(out)
+        i = rng.integers(len(ys))
+        r = int(rng.integers(3, max(4, int(np.sqrt(len(ys)) / 3))))
+        cv2.circle(out, (int(xs[i]), int(ys[i])), r, 0, -1)
+    return out
+
+
+class JointSamples:
+    """Draws (previous frames, frame, previous mask, mask) crops for the joint stage, one object at a time."""
+
+    def __init__(self, sequences: list[Sequence], crop: tuple[int, int], seed: int = 0):
+        self.sequences = sequences
+        self.crop_w, self.crop_h = crop
+        self.rng = np.random.default_rng(seed)
+
+    def _crop_box(self, mask: np.ndarray, h: int, w: int) -> tuple[int, int]:
+        if mask.any() and self.rng.random() < 0.85:  # mostly around the object, sometimes anywhere
+            ys, xs = np.nonzero(mask)
+            i = self.rng.integers(len(ys))
+            x0 = (
+                int(xs[i])
+                - self.crop_w // 2
+                + int(self.rng.integers(-self.crop_w // 4, self.crop_w // 4 + 1))
+            )
+            y0 = (
+                int(ys[i])
+                - self.crop_h // 2
+                + int(self.rng.integers(-self.crop_h // 4, self.crop_h // 4 + 1))
+            )
+        else:
+            x0, y0 = (
+                int(self.rng.integers(0, w - self.crop_w + 1)),
+                int(self.rng.integers(0, h - self.crop_h + 1)),
+            )
+        return min(max(x0, 0), w - self.crop_w), min(max(y0, 0), h - self.crop_h)
+
+    def sample(self) -> dict[str, np.ndarray]:
+        seq = self.sequences[self.rng.integers(len(self.sequences))]
+        t = int(self.rng.integers(1, len(seq.frames)))
+        gap = int(self.rng.integers(1, 4))  # bigger jumps than one frame teach larger motion
+        if self.rng.random() < 0.5:
+            order = np.arange(len(seq.frames))
+        else:  # sequences played backwards are sequences too
+            order = np.arange(len(seq.frames))[::-1]
+        idx = [order[max(t - k * gap, 0)] for k in range(DELTA, 0, -1)] + [order[t]]
+        ids = [i for i in np.unique(seq.masks[idx[-1]]) if i]
+        obj = int(self.rng.choice(ids)) if ids else 1
+        frames = seq.frames[idx].astype(np.float32)
+        mask = (seq.masks[idx[-1]] == obj).astype(np.uint8)
+        previous_mask = deform_mask((seq.masks[idx[-2]] == obj).astype(np.uint8), self.rng)
+
+        # One random zoom for the whole clip, then a crop.
+        h, w = mask.shape
+        scale = float(np.exp(self.rng.uniform(np.log(0.8), np.log(1.4))))
+        sw, sh = max(int(w * scale), self.crop_w), max(int(h * scale), self.crop_h)
+        frames = np.stack([cv2.resize(f, (sw, sh), interpolation=cv2.INTER_LINEAR) for f in frames])
+        mask = cv2.resize(mask, (sw, sh), interpolation=cv2.INTER_NEAREST)
+        previous_mask = cv2.resize(previous_mask, (sw, sh), interpolation=cv2.INTER_NEAREST)
+        x0, y0 = self._crop_box(mask, sh, sw)
+        box = (slice(y0, y0 + self.crop_h), slice(x0, x0 + self.crop_w))
+        frames, mask, previous_mask = frames[:, box[0], box[1]], mask[box], previous_mask[box]
+        if self.rng.random() < 0.5:
+            frames, mask, previous_mask = frames[:, :, ::-1], mask[:, ::-1], previous_mask[:, ::-1]
+        # Colour jitter shared by the clip: gain and bias per channel.
+        frames = np.clip(
+            frames * self.rng.uniform(0.8, 1.2, 3) + self.rng.uniform(-20, 20, 3), 0, 255
+        ).astype(np.float32)
+        return {
+            "frames": np.ascontiguousarray(frames.transpose(0, 3, 1, 2)),  # (DELTA + 1, 3, h, w)
+            "mask": np.ascontiguousarray(mask[None].astype(np.float32)),
+            "previous_mask": np.ascontiguousarray(previous_mask[None].astype(np.float32)),
+        }
+
+    def batch(self, n: int) -> dict[str, np.ndarray]:
+        samples = [self.sample() for _ in range(n)]
+        return {k: np.stack([s[k] for s in samples]) for k in samples[0]}

@@ -1,0 +1,275 @@
+"""Offline training: temporal pretraining without labels (adversarial), then the joint stage on masks.
+
+Checkpoints (`last.pt`) hold the model, optimisers, stage and iteration, so `--resume` carries on where a run
+stopped; each checkpoint is scored on the validation sequences (J&F without online training).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from . import __version__
+from .backbone import load_imagenet
+from .data import JointSamples, Sequence, load_sequence, sequence_dirs
+from .inference import Segmenter, model_size
+from .model import DELTA, STCNN, FrameDiscriminator, normalise
+from .weights import save_weights
+
+SIDE_WEIGHTS = (0.2, 0.3, 0.5, 1.0)  # side outputs at strides 32, 16, 8, 4
+DAVIS_SIZE = (854, 480)
+
+
+@dataclass
+class TrainConfig:
+    data: list[str]
+    out: str = "checkpoints"
+    val: list[str] = field(default_factory=list)
+    temporal_iters: int = 1500
+    joint_iters: int = 6000
+    batch: int = 4
+    crop: tuple[int, int] = (320, 224)
+    lr: float = 3e-4
+    backbone_lr: float = 6e-5
+    checkpoint_every: int = 500
+    max_hours: float = 0.0  # 0: no limit; otherwise stop (with a checkpoint) after this long
+    seed: int = 0
+    export: str = ""  # where to write the final fp16 weights
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from .errors import InputError
+
+        raise InputError("--device cuda asked for, but no CUDA GPU is available (use --device auto or cpu)")
+    return torch.device(name)
+
+
+def segmentation_loss(logits: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+    loss = 0.0
+    for weight, logit in zip(SIDE_WEIGHTS, logits):
+        logit = F.interpolate(logit, size=mask.shape[-2:], mode="bilinear", align_corners=False)
+        loss = loss + weight * F.binary_cross_entropy_with_logits(logit, mask)
+    p = torch.sigmoid(F.interpolate(logits[-1], size=mask.shape[-2:], mode="bilinear", align_corners=False))
+    dice = 1 - (2 * (p * mask).sum((1, 2, 3)) + 1) / (p.sum((1, 2, 3)) + mask.sum((1, 2, 3)) + 1)
+    return loss + dice.mean()
+
+
+def to_batch(batch: dict[str, np.ndarray], device: torch.device) -> tuple[torch.Tensor, ...]:
+    frames = normalise(torch.from_numpy(batch["frames"]).to(device))  # (N, DELTA + 1, 3, h, w)
+    n, _, _, h, w = frames.shape
+    previous = frames[:, :DELTA].reshape(n, 3 * DELTA, h, w)
+    frame = frames[:, DELTA]
+    return (
+        previous,
+        frame,
+        torch.from_numpy(batch["previous_mask"]).to(device),
+        torch.from_numpy(batch["mask"]).to(device),
+    )
+
+
+def validate(model: STCNN, sequences: list[Sequence], device: torch.device) -> dict:
+    """J&F on full-size ground truth, propagating from the first mask without online training."""
+    import cv2
+
+    from .evaluate import evaluate_masks
+    from .masks import read_mask
+
+    model.eval()
+    segmenter = Segmenter(model, device, model_size(*DAVIS_SIZE))
+    rows = []
+    for seq in sequences:
+        segmenter.reset()
+        frame_files = sorted(seq.frame_dir.iterdir())
+        gts, preds = [], []
+        for i, frame_file in enumerate(frame_files):
+            frame = cv2.cvtColor(cv2.imread(str(frame_file)), cv2.COLOR_BGR2RGB)
+            gt = read_mask(seq.mask_dir / (frame_file.stem + ".png"))
+            preds.append(segmenter.step(frame, gt if i == 0 else None))
+            gts.append(gt)
+        table = evaluate_masks(gts, preds)
+        j, f = float(table["J"].mean()), float(table["F"].mean())
+        rows.append({"sequence": seq.name, "J": j, "F": f, "JF": (j + f) / 2})
+    model.train()
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in ("J", "F", "JF")}
+    return {"sequences": rows, **mean}
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, device: torch.device):
+        self.config = config
+        self.device = device
+        self.out = Path(config.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(config.seed)
+        self.model = STCNN().to(device)
+        load_imagenet(self.model.backbone)
+        self.discriminator = FrameDiscriminator().to(device)
+        self.opt_temporal = torch.optim.Adam(self.model.temporal.parameters(), 1e-3, betas=(0.5, 0.999))
+        self.opt_discriminator = torch.optim.Adam(self.discriminator.parameters(), 2e-4, betas=(0.5, 0.999))
+        self.opt_joint = torch.optim.AdamW(
+            [
+                {"params": self.model.backbone.parameters(), "lr": config.backbone_lr},
+                {"params": self.model.temporal.parameters(), "lr": config.lr / 3},
+                {"params": self.model.decoder.parameters(), "lr": config.lr},
+            ],
+            weight_decay=1e-4,
+        )
+        self.base_lrs = [g["lr"] for g in self.opt_joint.param_groups]
+        self.stage, self.iteration = "temporal", 0
+        self.history: list[dict] = []
+        self.started = time.time()
+
+    # -- checkpoints ---------------------------------------------------------------------------------------------
+    def save(self) -> None:
+        blob = {
+            "model": self.model.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "opt_temporal": self.opt_temporal.state_dict(),
+            "opt_discriminator": self.opt_discriminator.state_dict(),
+            "opt_joint": self.opt_joint.state_dict(),
+            "stage": self.stage,
+            "iteration": self.iteration,
+            "history": self.history,
+            "config": asdict(self.config),
+        }
+        torch.save(blob, self.out / "last.tmp")
+        (self.out / "last.tmp").replace(self.out / "last.pt")
+
+    def resume(self) -> None:
+        blob = torch.load(self.out / "last.pt", map_location=self.device, weights_only=False)
+        self.model.load_state_dict(blob["model"])
+        self.discriminator.load_state_dict(blob["discriminator"])
+        self.opt_temporal.load_state_dict(blob["opt_temporal"])
+        self.opt_discriminator.load_state_dict(blob["opt_discriminator"])
+        self.opt_joint.load_state_dict(blob["opt_joint"])
+        self.stage, self.iteration, self.history = blob["stage"], blob["iteration"], blob["history"]
+
+    def out_of_time(self) -> bool:
+        return self.config.max_hours > 0 and time.time() - self.started > self.config.max_hours * 3600
+
+    # -- stages --------------------------------------------------------------------------------------------------
+    def temporal_step(self, samples: JointSamples) -> dict:
+        previous, frame, _, _ = to_batch(samples.batch(self.config.batch * 2), self.device)
+        predicted, _ = self.model.temporal(previous)
+        real = self.discriminator(previous, frame)
+        fake = self.discriminator(previous, predicted.detach())
+        loss_d = F.binary_cross_entropy_with_logits(
+            real, torch.ones_like(real)
+        ) + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
+        self.opt_discriminator.zero_grad()
+        loss_d.backward()
+        self.opt_discriminator.step()
+        fooled = self.discriminator(previous, predicted)
+        mse = F.mse_loss(predicted, frame)
+        loss_g = mse + 0.01 * F.binary_cross_entropy_with_logits(fooled, torch.ones_like(fooled))
+        self.opt_temporal.zero_grad()
+        loss_g.backward()
+        self.opt_temporal.step()
+        return {"mse": mse.item(), "d": loss_d.item()}
+
+    def joint_step(self, samples: JointSamples) -> dict:
+        progress = self.iteration / max(1, self.config.joint_iters)
+        for group, base in zip(self.opt_joint.param_groups, self.base_lrs):  # warm-up, then cosine decay
+            group["lr"] = (
+                base * min(1.0, (self.iteration + 1) / 200) * 0.5 * (1 + math.cos(math.pi * progress))
+            )
+        previous, frame, previous_mask, mask = to_batch(samples.batch(self.config.batch), self.device)
+        features, temporal, predicted = self.model.encode(frame, previous)
+        logits = self.model.decode(features, temporal, previous_mask)
+        seg = segmentation_loss(logits, mask)
+        loss = seg + 0.1 * F.mse_loss(predicted, frame)  # keeps the temporal branch a frame predictor
+        self.opt_joint.zero_grad()
+        loss.backward()
+        self.opt_joint.step()
+        return {"loss": seg.item()}
+
+    def run(self, train: list[Sequence], val: list[Sequence]) -> None:
+        samples = JointSamples(train, self.config.crop, self.config.seed + self.iteration)
+        self.model.train()
+        for stage, total, step in (
+            ("temporal", self.config.temporal_iters, self.temporal_step),
+            ("joint", self.config.joint_iters, self.joint_step),
+        ):
+            if self.stage == "joint" and stage == "temporal":
+                continue
+            if self.stage != stage:
+                self.stage, self.iteration = stage, 0
+            bar = tqdm(
+                total=total, initial=self.iteration, desc=f"train {stage}", unit="it", dynamic_ncols=True
+            )
+            running: dict[str, float] = {}
+            while self.iteration < total:
+                stats = step(samples)
+                running = {k: 0.98 * running.get(k, v) + 0.02 * v for k, v in stats.items()}
+                self.iteration += 1
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.4f}" for k, v in running.items()})
+                last = self.iteration == total or self.out_of_time()
+                if self.iteration % self.config.checkpoint_every == 0 or last:
+                    record = {
+                        "stage": stage,
+                        "iteration": self.iteration,
+                        "seconds": time.time() - self.started,
+                    }
+                    record.update(running)
+                    if stage == "joint" and val:
+                        try:
+                            record["val"] = validate(self.model, val, self.device)
+                            tqdm.write(
+                                f"[{stage} {self.iteration}] validation J&F {100 * record['val']['JF']:.1f}"
+                            )
+                        except Exception as error:  # a failed score must not cost the training run
+                            tqdm.write(f"[{stage} {self.iteration}] validation failed: {error!r}")
+                    self.history.append(record)
+                    self.save()
+                    (self.out / "history.json").write_text(json.dumps(self.history, indent=1))
+                if self.out_of_time():
+                    bar.close()
+                    return self.finish(stopped_early=True)
+            bar.close()
+        self.finish(stopped_early=False)
+
+    def finish(self, stopped_early: bool) -> None:
+        if not self.config.export:
+            return
+        meta = {
+            "version": __version__,
+            "trained": time.strftime("%Y-%m-%d"),
+            "stage": self.stage,
+            "iteration": self.iteration,
+            "stopped_early": stopped_early,
+            "config": asdict(self.config),
+            "last_validation": next((h["val"] for h in reversed(self.history) if "val" in h), None),
+        }
+        save_weights(self.model, self.config.export, meta)
+
+
+def train(config: TrainConfig, device: str = "auto", resume: bool = False) -> None:
+    dev = pick_device(device)
+    torch.set_float32_matmul_precision("high")
+    size = model_size(*DAVIS_SIZE)
+    dirs = sequence_dirs(config.data)
+    unknown = set(config.val) - {d.name for d in dirs}
+    if unknown:
+        from .errors import InputError
+
+        raise InputError(f"validation sequences not in the data: {', '.join(sorted(unknown))}")
+    train_seqs, val_seqs = [], []
+    for d in tqdm(dirs, desc="load data", unit="seq"):
+        (val_seqs if d.name in config.val else train_seqs).append(load_sequence(d, size))
+    trainer = Trainer(config, dev)
+    if resume and (Path(config.out) / "last.pt").is_file():
+        trainer.resume()
+        tqdm.write(f"resumed at {trainer.stage} iteration {trainer.iteration}")
+    trainer.run(train_seqs, val_seqs)

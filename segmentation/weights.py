@@ -1,0 +1,52 @@
+"""The trained checkpoint: where it lives, how it is written (fp16, with its metadata) and read back."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from .errors import WeightsError
+from .model import STCNN
+
+# The shipped weights; STCNN_WEIGHTS points elsewhere (a checkpoint of your own).
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "stcnn.pt"
+FORMAT = "stcnn-weights-1"
+
+
+def weights_path() -> Path:
+    return Path(os.environ.get("STCNN_WEIGHTS") or DEFAULT_WEIGHTS)
+
+
+def save_weights(model: STCNN, path: str | Path, meta: dict) -> None:
+    """Writes only what inference needs, in fp16 (BatchNorm statistics too: they fit in fp16's range)."""
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"format": FORMAT, "meta": meta, "state": state}, tmp)
+    os.replace(tmp, path)
+
+
+def load_model(path: str | Path | None = None, device: torch.device | str = "cpu") -> tuple[STCNN, dict]:
+    """Builds STCNN with the given weights. A missing or damaged file is a WeightsError naming it."""
+    path = Path(path) if path else weights_path()
+    if not path.is_file():
+        raise WeightsError(f"model weights not found: {path} (set STCNN_WEIGHTS or reinstall the project)")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for truncated or foreign files
+        raise WeightsError(
+            f"model weights file is damaged or not a checkpoint: {path} ({error.__class__.__name__})"
+        )
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise WeightsError(f"not an STCNN weights file of this version: {path}")
+    model = STCNN()
+    try:
+        model.load_state_dict(
+            {k: v.float() if v.is_floating_point() else v for k, v in blob["state"].items()}
+        )
+    except RuntimeError as error:
+        raise WeightsError(f"weights do not fit the model: {path} ({str(error).splitlines()[0]})") from error
+    return model.to(device).eval(), blob.get("meta", {})
