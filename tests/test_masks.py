@@ -1,0 +1,160 @@
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from segmentation.errors import InputError
+from segmentation.masks import PALETTE, color_of, read_first_mask, read_mask, write_mask
+
+W, H = 64, 48
+
+
+def labels_two_objects():
+    labels = np.zeros((H, W), np.uint8)
+    labels[10:20, 10:30] = 1
+    labels[30:40, 40:50] = 3  # ids need not be contiguous
+    return labels
+
+
+def binary():
+    mask = np.zeros((H, W), np.uint8)
+    mask[12:30, 20:44] = 255
+    return mask
+
+
+def test_palette_is_davis():
+    assert len(PALETTE) == 768
+    assert PALETTE[:15] == [0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0, 0, 0, 128]
+    assert color_of(0) == (0, 0, 0)
+    assert color_of(5) == (128, 0, 128)
+    assert color_of(8) == (64, 0, 0)
+    assert color_of(255) == (224, 224, 192)
+
+
+def test_write_then_read_palette_mask(tmp_path):
+    labels = labels_two_objects()
+    write_mask(tmp_path / "m.png", labels)
+    img = Image.open(tmp_path / "m.png")
+    assert img.mode == "P" and img.getpalette()[:12] == PALETTE[:12]
+    assert np.array_equal(read_first_mask(tmp_path / "m.png", size=(W, H)), labels)
+    assert np.array_equal(read_mask(tmp_path / "m.png"), labels)
+
+
+def test_void_index_is_background(tmp_path):
+    labels = labels_two_objects()
+    labels[0:5] = 255
+    write_mask(tmp_path / "void.png", labels)
+    got = read_first_mask(tmp_path / "void.png")
+    assert set(np.unique(got).tolist()) == {0, 1, 3}
+
+
+@pytest.mark.parametrize("on", [255, 1])
+def test_binary_greyscale_is_object_one(tmp_path, on):
+    mask = (binary() > 0).astype(np.uint8) * on
+    Image.fromarray(mask).save(tmp_path / "b.png")
+    got = read_first_mask(tmp_path / "b.png", size=(W, H))
+    assert got.dtype == np.uint8 and np.array_equal(got, (mask > 0).astype(np.uint8))
+
+
+def test_full_mask_is_allowed(tmp_path):
+    Image.fromarray(np.full((H, W), 255, np.uint8)).save(tmp_path / "full.png")
+    assert read_first_mask(tmp_path / "full.png").all()
+
+
+def test_rgb_with_palette_colours_maps_to_ids(tmp_path):
+    labels = labels_two_objects()
+    rgb = np.array(PALETTE, np.uint8).reshape(256, 3)[labels]
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    assert np.array_equal(read_first_mask(tmp_path / "rgb.png"), labels)
+
+
+def test_black_and_white_rgb_is_binary(tmp_path):
+    Image.fromarray(binary()).convert("RGB").save(tmp_path / "bw.png")
+    assert np.array_equal(read_first_mask(tmp_path / "bw.png"), (binary() > 0).astype(np.uint8))
+
+
+def antialiased():
+    mask = np.zeros((H, W), np.uint8)
+    cv2.circle(mask, (32, 24), 12, 255, -1, lineType=cv2.LINE_AA)
+    return mask
+
+
+def coloured_rgb():
+    rgb = np.zeros((H, W, 3), np.uint8)
+    rgb[12:30, 20:44] = (250, 40, 30)  # a hand-picked red, not a palette colour
+    return rgb
+
+
+def test_antialiased_grey_mask_is_rejected_then_binarized(tmp_path):
+    Image.fromarray(antialiased()).save(tmp_path / "aa.png")
+    with pytest.raises(InputError, match=r"grey levels.*0 and 255.*binarize"):
+        read_first_mask(tmp_path / "aa.png")
+    got = read_first_mask(tmp_path / "aa.png", binarize=True)
+    assert np.array_equal(got, (antialiased() >= 128).astype(np.uint8))
+
+
+def test_rgb_mask_is_rejected_then_binarized(tmp_path):
+    Image.fromarray(coloured_rgb()).save(tmp_path / "rgb.png")
+    with pytest.raises(InputError, match=r"RGB mask.*palette PNG.*binarize"):
+        read_first_mask(tmp_path / "rgb.png")
+    got = read_first_mask(tmp_path / "rgb.png", binarize=True)
+    assert got.sum() == 18 * 24 and set(np.unique(got).tolist()) == {0, 1}
+
+
+def test_transparent_background_counts_as_background(tmp_path):
+    rgba = np.zeros((H, W, 4), np.uint8)
+    rgba[..., :3] = 255  # white everywhere, but only the object is opaque
+    rgba[12:30, 20:44, 3] = 255
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    assert read_first_mask(tmp_path / "rgba.png").sum() == 18 * 24
+
+
+def test_wrong_size_names_both_sizes(tmp_path):
+    write_mask(tmp_path / "m.png", labels_two_objects())
+    with pytest.raises(InputError, match="64x48.*video is 80x60"):
+        read_first_mask(tmp_path / "m.png", size=(80, 60))
+
+
+def test_empty_mask(tmp_path):
+    Image.fromarray(np.zeros((H, W), np.uint8)).save(tmp_path / "empty.png")
+    with pytest.raises(InputError, match="no object"):
+        read_first_mask(tmp_path / "empty.png")
+
+
+def test_sixteen_bit_png(tmp_path):
+    Image.fromarray(binary().astype(np.uint16) * 257).save(tmp_path / "grey16.png")
+    with pytest.raises(InputError, match="16-bit.*8-bit"):
+        read_first_mask(tmp_path / "grey16.png")
+    # PIL would quietly reduce 16-bit RGB to 8 bits: the header check still catches it.
+    cv2.imwrite(str(tmp_path / "rgb16.png"), np.stack([binary().astype(np.uint16) * 257] * 3, -1))
+    with pytest.raises(InputError, match="16-bit"):
+        read_first_mask(tmp_path / "rgb16.png")
+    assert read_mask(tmp_path / "grey16.png").sum() == 18 * 24
+
+
+def test_jpeg_named_png(tmp_path):
+    Image.fromarray(binary()).save(tmp_path / "mask.png", format="JPEG")
+    with pytest.raises(InputError, match="JPEG.*not a PNG"):
+        read_first_mask(tmp_path / "mask.png")
+
+
+def test_missing_and_unreadable(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        read_first_mask(tmp_path / "nope.png")
+    (tmp_path / "text.png").write_text("not an image")
+    with pytest.raises(InputError, match="not a readable image"):
+        read_first_mask(tmp_path / "text.png")
+
+
+def test_read_mask_is_lenient(tmp_path):
+    Image.fromarray(antialiased()).save(tmp_path / "aa.png")
+    assert np.array_equal(read_mask(tmp_path / "aa.png"), (antialiased() >= 128).astype(np.uint8))
+    Image.fromarray(coloured_rgb()).save(tmp_path / "rgb.png")
+    assert read_mask(tmp_path / "rgb.png").sum() == 18 * 24
+
+
+def test_write_mask_rejects_out_of_range(tmp_path):
+    with pytest.raises(ValueError, match="0..255"):
+        write_mask(tmp_path / "x.png", np.full((4, 4), 300))
+    write_mask(tmp_path / "sub" / "ok.png", np.ones((4, 4), np.int64))
+    assert read_mask(tmp_path / "sub" / "ok.png").sum() == 16
