@@ -39,7 +39,7 @@ def load_model(path: str | Path | None = None, device: torch.device | str = "cpu
     except Exception as error:  # torch raises several types for truncated or foreign files
         raise WeightsError(
             f"model weights file is damaged or not a checkpoint: {path} ({error.__class__.__name__})"
-        )
+        ) from error
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise WeightsError(f"not an STCNN weights file of this version: {path}")
     model = STCNN()

@@ -1,0 +1,158 @@
+"""`stcnn`: segment, eval, benchmark and train from the command line.
+
+Errors the user can fix print one line (`stcnn: error: ...`) and exit with status 2; nothing else is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import SegmentationError
+
+
+def _segment(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from .pipeline import SegmentOptions, segment
+
+    options = SegmentOptions(
+        device=args.device,
+        preset=args.preset,
+        online_seconds=args.online_seconds,
+        fps=args.fps,
+        binarize=args.binarize,
+        overwrite=args.overwrite,
+        short_side=args.size,
+        gate=args.gate,
+        weights=args.weights,
+    )
+    bars: dict[str, tqdm] = {}
+
+    def progress(p) -> None:
+        if p.stage in ("decode", "done"):
+            return
+        bar = bars.get(p.stage)
+        if bar is None:
+            unit = "it" if p.stage == "online training" else "frame"
+            bar = bars[p.stage] = tqdm(total=p.total, desc=p.stage, unit=unit, dynamic_ncols=True, leave=True)
+        bar.total = max(bar.total or 0, p.total)
+        bar.update(p.done - bar.n)
+
+    try:
+        summary = segment(args.video, args.mask, args.out, options, progress)
+    finally:
+        for bar in bars.values():
+            bar.close()
+    t = summary["timings_s"]
+    print(
+        f"{summary['video']['frame_count']} frames, {len(summary['objects'])} object(s) -> {args.out}  "
+        f"(online training {t['online_training']:.1f} s, propagation {summary['propagation_fps']:.1f} frames/s, "
+        f"total {t['total']:.1f} s on {summary['device']})"
+    )
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from .evaluate import evaluate_dataset
+
+    table, mean = evaluate_dataset(args.data, args.pred, args.sequences or None)
+    shown = table.copy()
+    for column in ("J", "F", "JF"):
+        shown[column] = (100 * shown[column]).round(1)
+    print(shown.to_string(index=False))
+    print(f"mean over {mean['sequences']} sequence(s): J {100 * mean['J']:.1f}  F {100 * mean['F']:.1f}  "
+          f"J&F {100 * mean['JF']:.1f}")  # fmt: skip
+
+
+def _benchmark(args: argparse.Namespace) -> None:
+    from .benchmark import run_benchmark
+
+    run_benchmark(
+        args.data, sequences=args.sequences or None, device=args.device, preset=args.preset,
+        online_seconds=args.online_seconds, short_side=args.size, out=args.out, weights=args.weights,
+        baseline=not args.no_baseline,
+    )  # fmt: skip
+
+
+def _train(args: argparse.Namespace) -> None:
+    from .train import TrainConfig, train
+
+    config = TrainConfig(
+        data=args.data, out=args.out, val=args.val, temporal_iters=args.temporal_iters,
+        joint_iters=args.joint_iters, batch=args.batch, checkpoint_every=args.checkpoint_every,
+        max_hours=args.max_hours, export=args.export,
+    )  # fmt: skip
+    train(config, device=args.device, resume=args.resume)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="stcnn", description="STCNN video object segmentation")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    def model_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto picks the GPU")
+        p.add_argument("--preset", default="balanced", choices=["fast", "balanced", "quality"],
+                       help="online-training budget (default balanced: about 20 s on CPU, 3 s on GPU)")  # fmt: skip
+        p.add_argument("--online-seconds", type=float, default=None, help="online-training time (0: none)")
+        p.add_argument("--size", type=int, default=256, help="internal resolution, short side in pixels")
+        p.add_argument("--weights", default=None, help="checkpoint (default: the shipped weights/stcnn.pt)")
+
+    p = sub.add_parser("segment", help="segment a video from its first-frame mask")
+    p.add_argument("video", help="video file, or a folder of JPEG/PNG frames sorted by name")
+    p.add_argument("mask", help="first-frame mask: binary 0/255 PNG, or palette PNG with object ids 1..N")
+    p.add_argument("-o", "--out", required=True, help="output folder (must not exist, unless --overwrite)")
+    p.add_argument("--fps", type=float, default=None, help="frame rate of a frames folder (default 24)")
+    p.add_argument("--binarize", action="store_true", help="threshold an RGB or anti-aliased mask at 50%%")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--gate", action="store_true", help="keep predictions near the previous mask")
+    model_options(p)
+    p.set_defaults(run=_segment)
+
+    p = sub.add_parser("eval", help="DAVIS J&F of predicted masks against ground truth")
+    p.add_argument("data", help="ground truth in DAVIS layout: <seq>/masks/*.png")
+    p.add_argument("pred", help="predictions: <seq>/*.png or <seq>/masks/*.png")
+    p.add_argument("--sequences", nargs="*", help="only these sequences")
+    p.set_defaults(run=_eval)
+
+    p = sub.add_parser("benchmark", help="segment every sequence and print accuracy and speed")
+    p.add_argument("data", help="DAVIS layout: <seq>/frames/*.jpg and <seq>/masks/*.png")
+    p.add_argument("--sequences", nargs="*", help="only these sequences")
+    p.add_argument("--out", default=None, help="also keep the predicted masks here")
+    p.add_argument("--no-baseline", action="store_true", help="skip the optical-flow baseline")
+    model_options(p)
+    p.set_defaults(run=_benchmark)
+
+    p = sub.add_parser("train", help="train the model (temporal pretraining, then the joint stage)")
+    p.add_argument("data", nargs="+", help="DAVIS-layout folders")
+    p.add_argument("--out", default="checkpoints", help="checkpoint folder")
+    p.add_argument("--val", nargs="*", default=[], help="sequences kept aside for validation")
+    p.add_argument("--temporal-iters", type=int, default=1500)
+    p.add_argument("--joint-iters", type=int, default=6000)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--max-hours", type=float, default=0.0, help="stop with a checkpoint after this long")
+    p.add_argument("--export", default="", help="write the final fp16 weights here")
+    p.add_argument("--resume", action="store_true", help="carry on from OUT/last.pt")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(run=_train)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from .runtime import tune_allocator
+
+    tune_allocator()
+    try:
+        args.run(args)
+    except SegmentationError as error:
+        print(f"stcnn: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("stcnn: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""Online training on the first frame: the decoder learns this video's objects before propagation starts.
+
+Training pairs come from frame 0 alone: the objects are cut out, the background is inpainted, and the objects are
+pasted back moved, scaled, rotated, flipped and colour-jittered; the previous-mask input is the new mask, deformed
+as a propagated mask would be. Because the previous mask only enters the decoder, the backbone and temporal
+features of a pool of such images are computed once, and the iterations train the decoder alone on them with a
+fresh mask deformation each time: several times more iterations in the same budget.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from .data import deform_mask
+from .model import DELTA, STCNN, normalise
+from .train import segmentation_loss
+
+
+@dataclass(frozen=True)
+class OnlineBudget:
+    seconds: float
+    iterations: int
+
+
+# Per preset: (CPU budget, GPU budget). "balanced" keeps CPU online training within 30 s.
+PRESETS = {
+    "fast": (OnlineBudget(6, 60), OnlineBudget(1, 150)),
+    "balanced": (OnlineBudget(20, 240), OnlineBudget(3, 400)),
+    "quality": (OnlineBudget(45, 600), OnlineBudget(8, 1000)),
+}
+POOL = 24  # augmented images whose features are computed once
+BATCH = 4
+
+
+def budget_for(preset: str, device: torch.device, seconds: float | None = None) -> OnlineBudget:
+    cpu, gpu = PRESETS[preset]
+    budget = gpu if device.type == "cuda" else cpu
+    if seconds is not None:  # the user's own time limit; iterations still cap it so fast machines stop too
+        budget = OnlineBudget(seconds, budget.iterations if seconds > 0 else 0)
+    return budget
+
+
+class PairMaker:
+    """Builds (image, object masks) pairs from one annotated frame at the model's size."""
+
+    def __init__(self, frame: np.ndarray, labels: np.ndarray, object_ids: list[int], seed: int = 0):
+        self.frame, self.labels, self.ids = frame, labels, object_ids
+        self.rng = np.random.default_rng(seed)
+        foreground = (labels > 0).astype(np.uint8)
+        hole = cv2.dilate(foreground, np.ones((7, 7), np.uint8))
+        self.background = cv2.inpaint(frame, hole, 5, cv2.INPAINT_TELEA)
+
+    def make(self) -> tuple[np.ndarray, np.ndarray]:
+        h, w = self.labels.shape
+        rng = self.rng
+        if rng.random() < 0.2:  # sometimes the frame itself, so the untouched case is learnt too
+            image, labels = self.frame.astype(np.float32), self.labels
+        else:
+            m_fg = cv2.getRotationMatrix2D(
+                (w / 2, h / 2), rng.uniform(-15, 15), np.exp(rng.uniform(-0.25, 0.25))
+            )
+            m_fg[:, 2] += rng.uniform(-0.12, 0.12, 2) * (w, h)
+            m_bg = cv2.getRotationMatrix2D((w / 2, h / 2), rng.uniform(-3, 3), np.exp(rng.uniform(0, 0.1)))
+            m_bg[:, 2] += rng.uniform(-0.03, 0.03, 2) * (w, h)
+            background = cv2.warpAffine(self.background, m_bg, (w, h), borderMode=cv2.BORDER_REFLECT)
+            foreground = cv2.warpAffine(self.frame, m_fg, (w, h), borderMode=cv2.BORDER_REFLECT)
+            labels = cv2.warpAffine(self.labels, m_fg, (w, h), flags=cv2.INTER_NEAREST)
+            alpha = cv2.GaussianBlur((labels > 0).astype(np.float32), (3, 3), 0)[..., None]
+            image = foreground * alpha + background * (1 - alpha)
+        if rng.random() < 0.5:
+            image, labels = image[:, ::-1], labels[:, ::-1]
+        image = np.clip(image * rng.uniform(0.85, 1.15, 3) + rng.uniform(-15, 15, 3), 0, 255)
+        return np.ascontiguousarray(image, dtype=np.float32), np.ascontiguousarray(labels)
+
+
+def fine_tune(
+    model: STCNN,
+    frame: np.ndarray,
+    labels: np.ndarray,
+    object_ids: list[int],
+    device: torch.device,
+    budget: OnlineBudget,
+    progress: Callable[[int, int], None] | None = None,
+    seed: int = 0,
+) -> dict:
+    """Fine-tunes the decoder in place on frame 0 (both already at the model's size). Returns what it did."""
+    started = time.perf_counter()
+    if budget.iterations <= 0 or not object_ids:
+        return {"iterations": 0, "seconds": 0.0}
+    torch.manual_seed(seed)
+    maker = PairMaker(frame, labels, object_ids, seed)
+    model.eval()  # every BatchNorm keeps the statistics learnt offline: one frame is too few to re-estimate them
+    still = normalise(torch.from_numpy(frame).to(device).permute(2, 0, 1)[None].float())
+    previous = still.repeat(1, DELTA, 1, 1)  # the object moved from where frame 0 shows it
+
+    pool_features, pool_temporal, pool_labels = [], [], []
+    with torch.no_grad():
+        temporal = model.temporal(previous)[1]
+        for _ in range(POOL):
+            image, pair_labels = maker.make()
+            x = normalise(torch.from_numpy(image).to(device).permute(2, 0, 1)[None])
+            pool_features.append(model.backbone(x))
+            pool_temporal.append(temporal)
+            pool_labels.append(pair_labels)
+            if time.perf_counter() - started > budget.seconds / 3:
+                break  # a slow machine trains on fewer images rather than overrunning the budget
+    parameters = list(model.decoder.parameters())
+    optimiser = torch.optim.Adam(parameters, lr=5e-5)
+    rng = np.random.default_rng(seed)
+    done = 0
+    loss_value = float("nan")
+    while done < budget.iterations and time.perf_counter() - started < budget.seconds:
+        picks = rng.integers(len(pool_labels), size=BATCH)
+        features = [torch.cat([pool_features[i][level] for i in picks]) for level in range(4)]
+        temporal = [torch.cat([pool_temporal[i][level] for i in picks]) for level in range(3)]
+        masks, previous_masks = [], []
+        for i in picks:
+            obj = object_ids[rng.integers(len(object_ids))]
+            target = (pool_labels[i] == obj).astype(np.uint8)
+            masks.append(target)
+            previous_masks.append(deform_mask(target, maker.rng))
+        mask = torch.from_numpy(np.stack(masks)[:, None].astype(np.float32)).to(device)
+        previous_mask = torch.from_numpy(np.stack(previous_masks)[:, None].astype(np.float32)).to(device)
+        loss = segmentation_loss(model.decoder(features, temporal, previous_mask), mask)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        loss_value = loss.item()
+        done += 1
+        if progress:
+            progress(done, budget.iterations)
+    model.eval()
+    for p in parameters:
+        p.grad = None
+    return {
+        "iterations": done,
+        "pool": len(pool_labels),
+        "seconds": time.perf_counter() - started,
+        "loss": loss_value,
+    }
