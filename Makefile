@@ -1,0 +1,27 @@
+# The two set-up commands of the README: `make run` and `make test`. Both work on a fresh Debian machine as root.
+VENV ?= .venv
+PIP = $(VENV)/bin/pip -q --disable-pip-version-check
+
+.PHONY: run test system-packages
+
+$(VENV)/.app: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.test: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install -e '.[test]'
+	touch $@ $(VENV)/.app
+
+run: $(VENV)/.app
+	$(VENV)/bin/stcnn-dashboard
+
+# Chromium and its driver for the browser tests, Redis for the Celery path (Debian packages).
+system-packages:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v redis-server >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver redis-server)
+
+test: $(VENV)/.test system-packages
+	$(VENV)/bin/ruff check segmentation dashboard tests benchmarks
+	DASH_TEST_CHROMEPATH=/usr/bin/chromium $(VENV)/bin/pytest --headless -q

@@ -1,0 +1,159 @@
+"""The whole engine with the shipped weights on tiny synthetic clips: accuracy, files, trajectory, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import av
+import numpy as np
+import pytest
+
+from segmentation.errors import Cancelled, InputError, WeightsError
+from segmentation.evaluate import jaccard
+from segmentation.masks import read_mask
+from segmentation.pipeline import SegmentOptions, segment
+from segmentation.synthetic import make_clip
+from segmentation.trajectory import read_csv
+from segmentation.weights import load_model
+
+FAST = SegmentOptions(online_seconds=4)
+
+
+@pytest.fixture(scope="module")
+def one_object(tmp_path_factory):
+    clip = make_clip(tmp_path_factory.mktemp("clip1"), n_frames=16, size=(192, 128), n_objects=1, seed=1)
+    out = clip.video.parent / "out"
+    summary = segment(clip.video, clip.mask, out, FAST)
+    return clip, out, summary
+
+
+def mean_iou(clip, out, object_id):
+    gts = sorted(clip.gt_dir.iterdir())
+    return np.mean(
+        [jaccard(read_mask(out / "masks" / g.name) == object_id, read_mask(g) == object_id) for g in gts]
+    )
+
+
+def test_tracks_one_object(one_object):
+    clip, out, _ = one_object
+    assert mean_iou(clip, out, 1) >= 0.8
+
+
+def test_writes_every_frame_and_a_browser_video(one_object):
+    clip, out, summary = one_object
+    assert len(list((out / "masks").glob("*.png"))) == 16
+    assert summary["video"]["frame_count"] == 16
+    with av.open(str(out / "overlay.mp4")) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        assert stream.codec_context.pix_fmt == "yuv420p"
+        assert sum(1 for _ in container.decode(stream)) == 16
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["objects"] == [1]
+    assert saved["timings_s"]["online_training"] > 0
+    assert not [p for p in out.parent.iterdir() if ".partial-" in p.name]
+
+
+def test_trajectory_follows_the_object(one_object):
+    clip, out, _ = one_object
+    df = read_csv(out / "trajectory.csv")
+    assert list(df["frame"]) == list(range(16))
+    assert df["visible"].all()
+    errors = [np.hypot(row.x - cx, row.y - cy) for row, (cx, cy) in zip(df.itertuples(), clip.centroids[1])]
+    assert np.median(errors) < 3 and max(errors) < 8
+
+
+def test_tracks_two_objects_from_a_palette_mask(tmp_path):
+    clip = make_clip(tmp_path, n_frames=12, size=(192, 128), n_objects=2, seed=2)
+    summary = segment(clip.video, clip.mask, tmp_path / "out", FAST)
+    assert summary["objects"] == [1, 2]
+    for object_id in (1, 2):
+        assert mean_iou(clip, tmp_path / "out", object_id) >= 0.8
+
+
+def test_output_folder_is_not_overwritten_by_default(one_object):
+    clip, out, _ = one_object
+    with pytest.raises(InputError, match="already exists"):
+        segment(clip.video, clip.mask, out, FAST)
+
+
+def test_cancel_leaves_nothing_behind(tmp_path):
+    clip = make_clip(tmp_path, n_frames=12, size=(96, 64), seed=3)
+    seen = []
+
+    def cancel():
+        return len(seen) > 3
+
+    with pytest.raises(Cancelled):
+        segment(
+            clip.video, clip.mask, tmp_path / "out", SegmentOptions(online_seconds=0), seen.append, cancel
+        )
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+def test_progress_reports_every_stage(tmp_path):
+    clip = make_clip(tmp_path, n_frames=8, size=(96, 64), seed=4)
+    seen = []
+    segment(clip.video, clip.mask, tmp_path / "out", SegmentOptions(online_seconds=1), seen.append)
+    stages = [p.stage for p in seen]
+    for stage in ("decode", "online training", "propagation", "encode", "done"):
+        assert stage in stages
+    frames = [p for p in seen if p.stage == "propagation"]
+    assert [p.done for p in frames] == list(range(1, 9))
+    assert frames[0].preview is not None and frames[0].preview.shape == (64, 96, 3)
+
+
+def test_missing_and_damaged_weights_name_the_file(tmp_path):
+    with pytest.raises(WeightsError, match="not found: .*nowhere.pt"):
+        load_model(tmp_path / "nowhere.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsError, match="bad.pt"):
+        load_model(bad)
+
+
+def run_cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "segmentation.cli", *map(str, args)], capture_output=True, text=True
+    )
+
+
+def test_cli_segments_a_frames_folder(tmp_path):
+    clip = make_clip(tmp_path, n_frames=8, size=(96, 64), seed=5, as_folder=True)
+    result = run_cli("segment", clip.video, clip.mask, "-o", tmp_path / "out", "--online-seconds", "1")
+    assert result.returncode == 0, result.stderr
+    names = sorted(p.stem for p in (tmp_path / "out" / "masks").iterdir())
+    assert names == sorted(p.stem for p in clip.video.iterdir())
+
+
+@pytest.mark.parametrize(
+    "make_args, message",
+    [
+        (lambda clip, tmp: (tmp / "missing.mp4", clip.mask), "not found|does not exist|no such"),
+        (lambda clip, tmp: (clip.mask, clip.mask), "video"),
+        (lambda clip, tmp: (clip.video, clip.gt_dir.parent / "video.mp4"), "mask|PNG|png"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, make_args, message):
+    import re
+
+    clip = make_clip(tmp_path, n_frames=4, size=(64, 48), seed=6)
+    video, mask = make_args(clip, tmp_path)
+    result = run_cli("segment", video, mask, "-o", tmp_path / "out")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("stcnn: error: ")
+    assert re.search(message, lines[0], re.IGNORECASE)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_existing_output_needs_overwrite(tmp_path):
+    clip = make_clip(tmp_path, n_frames=4, size=(64, 48), seed=7)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("mine")
+    result = run_cli("segment", clip.video, clip.mask, "-o", tmp_path / "out")
+    assert result.returncode == 2 and "--overwrite" in result.stderr
+    assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
