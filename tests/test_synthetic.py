@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from segmentation.masks import read_first_mask, read_mask
+from segmentation.synthetic import make_clip
+from segmentation.trajectory import frame_rows
+from segmentation.video import iter_frames, probe
+
+
+def test_video_clip_with_one_object(tmp_path):
+    clip = make_clip(tmp_path, n_frames=8, size=(96, 64), n_objects=1, seed=3, fps=12.0)
+    assert clip.video == tmp_path / "video.mp4" and clip.video_path == clip.video
+    info = probe(clip.video)
+    assert (info.width, info.height, info.frame_count, info.fps) == (96, 64, 8, 12.0)
+    assert clip.size == (96, 64) and clip.fps == 12.0 and clip.object_ids == [1]
+    # The first-frame mask is the plain binary 0/255 PNG users draw.
+    raw = np.asarray(Image.open(clip.mask))
+    assert Image.open(clip.mask).mode == "L" and set(np.unique(raw).tolist()) == {0, 255}
+    first = read_first_mask(clip.mask, size=(96, 64))
+    gt = [read_mask(p) for p in sorted(clip.gt_dir.glob("*.png"))]
+    assert len(gt) == 8 and np.array_equal(first, gt[0])
+    # Fully inside the frame every time: same area on every frame (nothing clipped), never on the border.
+    areas = {int(g.sum()) for g in gt}
+    assert len(areas) == 1
+    for g in gt:
+        ys, xs = np.nonzero(g)
+        assert ys.min() >= 0 and xs.min() >= 0 and ys.max() <= 63 and xs.max() <= 95
+    # It moves, and the recorded centroids are those of the ground truth.
+    assert clip.centroids[1][0] != clip.centroids[1][-1]
+    row = frame_rows(5, 0, gt[5], [1])[0]
+    assert clip.centroids[1][5] == pytest.approx((row["x"], row["y"]))
+    assert next(iter_frames(clip.video)).shape == (64, 96, 3)
+
+
+def test_folder_clip_with_three_objects_is_deterministic(tmp_path):
+    a = make_clip(tmp_path / "a", n_frames=6, size=(80, 48), n_objects=3, seed=7, as_folder=True)
+    b = make_clip(tmp_path / "b", n_frames=6, size=(80, 48), n_objects=3, seed=7, as_folder=True)
+    assert a.video == tmp_path / "a" / "frames"
+    info = probe(a.video)
+    assert info.is_folder and info.frame_count == 6 and info.frame_names[0] == "00000"
+    assert set(np.unique(read_first_mask(a.mask)).tolist()) == {0, 1, 2, 3}
+    assert Image.open(a.mask).mode == "P"
+    for name in ("frames/00003.png", "gt/00005.png", "mask.png"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert a.centroids == b.centroids
+    c = make_clip(tmp_path / "c", n_frames=6, size=(80, 48), n_objects=3, seed=8, as_folder=True)
+    assert c.centroids != a.centroids
+
+
+def test_frames_differ_where_nothing_moves(tmp_path):
+    clip = make_clip(tmp_path, n_frames=3, size=(64, 48), seed=1, as_folder=True)
+    f0, f1 = (np.asarray(Image.open(clip.video / f"0000{i}.png")).astype(int) for i in (0, 1))
+    background = (read_mask(clip.gt_dir / "00000.png") == 0) & (read_mask(clip.gt_dir / "00001.png") == 0)
+    assert np.abs(f0 - f1)[background].mean() > 1
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="even"):
+        make_clip(tmp_path, size=(65, 48))
+    with pytest.raises(ValueError, match="n_objects"):
+        make_clip(tmp_path, n_objects=0)
