@@ -54,6 +54,26 @@ def test_write_then_read_back(clip):
 def test_faststart_puts_index_first(clip):
     data = clip.read_bytes()
     assert data.index(b"moov") < data.index(b"mdat")
+    assert b"avc1" in data  # the H.264 sample entry browsers expect in mp4
+
+
+@pytest.mark.parametrize(
+    "name, codec", [("a.webm", "libvpx-vp9"), ("a.mkv", "mpeg4"), ("a.avi", "mpeg4"), ("a.mov", "libx264")]
+)
+def test_other_containers(tmp_path, name, codec):
+    # webm/mkv store no frame count: probe estimates it from the duration.
+    path = tmp_path / name
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=24)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(10):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(gradient(48, 64, i), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    info = probe(path)
+    assert (info.width, info.height, info.frame_count, info.fps) == (64, 48, 10, 24.0)
+    assert sum(1 for _ in iter_frames(path)) == 10
 
 
 @pytest.mark.parametrize("fps, rate", [(29.97, Fraction(2997, 100)), (30000 / 1001, Fraction(30000, 1001))])
