@@ -1,0 +1,68 @@
+// Chunked uploads for <input type="file" data-upload-store="..." data-upload-progress="...">.
+// Each file goes to /api/uploads in 8 MB pieces (PUT ?offset=N), so a multi-gigabyte video never sits
+// in memory or in a base64 string; when it is complete the upload token lands in the dcc.Store.
+(function () {
+  "use strict";
+  const CHUNK = 8 * 1024 * 1024;
+  const RETRIES = 3;
+
+  function setProps(id, props) {
+    window.dash_clientside.set_props(id, props);
+  }
+
+  function sendChunk(token, offset, blob, onProgress) {
+    return new Promise(function (resolve, reject) {
+      const xhr = new XMLHttpRequest();
+      xhr.open("PUT", "/api/uploads/" + token + "?offset=" + offset);
+      xhr.setRequestHeader("Content-Type", "application/octet-stream");
+      xhr.upload.onprogress = function (event) { onProgress(event.loaded); };
+      xhr.onload = function () {
+        let body = {};
+        try { body = JSON.parse(xhr.responseText); } catch (e) { /* not JSON */ }
+        if (xhr.status >= 200 && xhr.status < 300) { resolve(body); }
+        else { reject(Object.assign(new Error(body.error || xhr.statusText), { fatal: xhr.status < 500 })); }
+      };
+      xhr.onerror = function () { reject(new Error("network error")); };
+      xhr.send(blob);
+    });
+  }
+
+  async function upload(file, storeId, progressId) {
+    const show = function (sent) {
+      const pct = file.size ? Math.min(100, (100 * sent) / file.size) : 100;
+      setProps(progressId, { value: pct, label: pct.toFixed(0) + " %", color: "primary", animated: pct < 100, striped: pct < 100 });
+    };
+    setProps(storeId, { data: null });
+    show(0);
+    const started = await fetch("/api/uploads", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ filename: file.name }),
+    });
+    const { token } = await started.json();
+    let offset = 0;
+    while (offset < file.size) {
+      const blob = file.slice(offset, offset + CHUNK);
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const answer = await sendChunk(token, offset, blob, function (loaded) { show(offset + loaded); });
+          offset = answer.size;
+          break;
+        } catch (error) {
+          if (error.fatal || attempt >= RETRIES) { throw error; }
+          await new Promise(function (r) { setTimeout(r, 1000 * attempt); });
+        }
+      }
+    }
+    show(file.size);
+    setProps(progressId, { color: "success", label: "uploaded" });
+    setProps(storeId, { data: { token: token, filename: file.name, size: file.size } });
+  }
+
+  document.addEventListener("change", function (event) {
+    const input = event.target;
+    if (!input.matches || !input.matches("input[type=file][data-upload-store]") || !input.files.length) { return; }
+    const progressId = input.dataset.uploadProgress;
+    upload(input.files[0], input.dataset.uploadStore, progressId).catch(function (error) {
+      setProps(progressId, { value: 100, color: "danger", animated: false, label: "failed: " + error.message });
+    });
+  });
+})();

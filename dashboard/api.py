@@ -1,0 +1,176 @@
+"""REST API on the Dash app's Flask server. Errors are JSON with a 4xx status and a readable message.
+
+POST   /api/runs                       multipart: video, mask, [gt], name, preset, device, ... -> 202 {"id"}
+GET    /api/runs                       all runs, newest first
+GET    /api/runs/<id>                  status, stage, progress, error, results
+GET    /api/runs/<id>/files/<kind>     overlay | masks | trajectory | summary | evaluation | preview | thumbnail | check
+POST   /api/runs/<id>/cancel           stop a queued or running run
+POST   /api/runs/<id>/rerun            run a finished run again with the same inputs
+DELETE /api/runs/<id>
+POST   /api/uploads                    {"filename"} -> {"token"}: start a chunked upload (used by the pages)
+PUT    /api/uploads/<token>?offset=N   raw bytes appended at offset N -> {"size"}
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from flask import Blueprint, Request, current_app, jsonify, request, send_file
+from werkzeug.exceptions import HTTPException
+
+from dashboard.context import ctx
+from dashboard.runs import FILE_KINDS, BadRequest, describe, file_path, parse_options, rerun, start_run
+from dashboard.storage import FINISHED, RunNotFound
+
+api = Blueprint("api", __name__, url_prefix="/api")
+CHUNK = 1024 * 1024
+
+
+class StreamingRequest(Request):
+    """Multipart files go straight to the storage folder in chunks (not to memory or /tmp), so a
+    multi-gigabyte video costs neither RAM nor a second copy."""
+
+    def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
+        folder = current_app.extensions["stcnn"].storage.uploads_root
+        return tempfile.NamedTemporaryFile("wb+", dir=folder, prefix="form-", suffix=".part", delete=False)
+
+
+def _error(status: int, message: str):
+    return jsonify({"error": message}), status
+
+
+@api.errorhandler(HTTPException)
+def _http_error(exc: HTTPException):
+    if exc.code == 413:
+        limit = ctx().settings.max_upload_mb
+        return _error(413, f"The upload is larger than the limit of {limit} MB (STCNN_MAX_UPLOAD_MB).")
+    return _error(exc.code or 500, exc.description or exc.name)
+
+
+@api.errorhandler(RunNotFound)
+def _not_found(_exc):
+    return _error(404, "No run with that id.")
+
+
+@api.errorhandler(BadRequest)
+def _bad_request(exc):
+    return _error(400, str(exc))
+
+
+def _engine_errors():
+    from segmentation.errors import SegmentationError
+
+    return SegmentationError
+
+
+@api.post("/runs")
+def create_run():
+    storage = ctx().storage
+    files = request.files
+    saved: list[Path] = [Path(f.stream.name) for f in files.values() if hasattr(f.stream, "name")]
+    try:
+        if "video" not in files or "mask" not in files:
+            raise BadRequest("Send the video as 'video' and the first-frame mask PNG as 'mask' (multipart).")
+        for field in files.values():
+            field.stream.flush()
+        video, mask = files["video"], files["mask"]
+        try:
+            run_id = start_run(
+                storage, ctx().runner,
+                video=Path(video.stream.name), video_name=video.filename or "video.mp4",
+                mask=Path(mask.stream.name), name=request.form.get("name", ""),
+                options=parse_options(request.form),
+                gt_zip=Path(files["gt"].stream.name) if "gt" in files else None,
+            )  # fmt: skip
+        except _engine_errors() as exc:
+            raise BadRequest(str(exc)) from None
+    finally:
+        for path in saved:  # moved into the run folder on success; otherwise nothing is left behind
+            path.unlink(missing_ok=True)
+    return jsonify({"id": run_id, "url": f"/api/runs/{run_id}"}), 202
+
+
+@api.get("/runs")
+def list_runs():
+    storage = ctx().storage
+    return jsonify({"runs": [describe(storage, run) for run in storage.list_runs()]})
+
+
+@api.get("/runs/<run_id>")
+def get_run(run_id: str):
+    storage = ctx().storage
+    return jsonify(describe(storage, storage.get_run(run_id)))
+
+
+@api.get("/runs/<run_id>/files/<kind>")
+def get_file(run_id: str, kind: str):
+    storage = ctx().storage
+    run = storage.get_run(run_id)
+    if kind not in FILE_KINDS:
+        return _error(404, f"Unknown file kind; use one of {', '.join(FILE_KINDS)}.")
+    path = file_path(storage, run_id, kind)
+    if path is None:
+        return _error(404, f"This run has no {kind} file (status: {run['status']}).")
+    _, mimetype, suffix = FILE_KINDS[kind]
+    inline = kind in ("overlay", "preview", "thumbnail", "check") and "download" not in request.args
+    safe_name = "".join(c if c.isalnum() or c in "-_" else "_" for c in run["name"])[:60] or "run"
+    response = send_file(
+        path, mimetype=mimetype, as_attachment=not inline, download_name=f"{safe_name}-{suffix}",
+        conditional=True, max_age=0,
+    )  # fmt: skip
+    return response
+
+
+@api.post("/runs/<run_id>/cancel")
+def cancel_run(run_id: str):
+    status = ctx().storage.request_cancel(run_id)
+    return jsonify({"id": run_id, "status": status})
+
+
+@api.post("/runs/<run_id>/rerun")
+def rerun_run(run_id: str):
+    try:
+        rerun(ctx().storage, ctx().runner, run_id)
+    except ValueError as exc:
+        return _error(409, str(exc))
+    return jsonify({"id": run_id, "status": "queued"}), 202
+
+
+@api.delete("/runs/<run_id>")
+def delete_run(run_id: str):
+    storage = ctx().storage
+    run = storage.get_run(run_id)
+    if run["status"] not in FINISHED:
+        storage.request_cancel(run_id)  # the worker notices the missing row and stops
+    storage.delete_run(run_id)
+    return "", 204
+
+
+@api.post("/uploads")
+def new_upload():
+    body = request.get_json(silent=True) or {}
+    filename = str(body.get("filename") or "upload")
+    return jsonify({"token": ctx().storage.new_upload(filename)}), 201
+
+
+@api.put("/uploads/<token>")
+def append_upload(token: str):
+    storage, settings = ctx().storage, ctx().settings
+    try:
+        offset = int(request.args.get("offset", "0"))
+    except ValueError:
+        return _error(400, "offset must be an integer")
+
+    def chunks():
+        while chunk := request.stream.read(CHUNK):
+            yield chunk
+
+    try:
+        size = storage.append_upload(token, offset, chunks(), settings.max_upload_bytes)
+    except OverflowError:
+        storage.discard_upload(token)
+        return _error(413, f"The file is larger than the limit of {settings.max_upload_mb} MB.")
+    except ValueError as exc:
+        return _error(409, str(exc))
+    return jsonify({"token": token, "size": size})

@@ -1,0 +1,105 @@
+"""The Dash app: pages, REST API, background work. `server` is the WSGI app for gunicorn.
+
+gunicorn "dashboard.app:server"      (the app object is created on first import of `server`)
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import dash
+import dash_bootstrap_components as dbc
+import diskcache
+from dash import DiskcacheManager, dcc, html
+from flask_caching import Cache
+
+from dashboard import demo, pages
+from dashboard.api import StreamingRequest, api
+from dashboard.config import load_settings
+from dashboard.context import AppContext
+from dashboard.runner import make_runner
+from dashboard.storage import Storage
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+log = logging.getLogger(__name__)
+
+
+def _background_manager(settings):
+    if settings.redis_url:
+        from dash import CeleryManager
+
+        from dashboard.celery_app import make_celery
+
+        return CeleryManager(make_celery(settings.redis_url))
+    return DiskcacheManager(diskcache.Cache(str(settings.storage / "cache" / "callbacks")))
+
+
+def navbar() -> dbc.Navbar:
+    links = [("Home", "/"), ("New run", "/upload"), ("Gallery", "/gallery"), ("Trajectories", "/trajectory")]
+    return dbc.Navbar(
+        dbc.Container(
+            [
+                dbc.NavbarBrand([html.Span("◉", className="brand-dot"), " STCNN segmentation"], href="/"),
+                dbc.Nav([dbc.NavItem(dbc.NavLink(text, href=href, active="exact")) for text, href in links]),
+            ],
+            fluid=True,
+        ),
+        color="dark",
+        dark=True,
+        className="mb-3",
+    )
+
+
+def create_app(storage_root=None, *, start_runner: bool = True, seed_demo: bool | None = None) -> dash.Dash:
+    settings = load_settings(storage_root)
+    storage = Storage(settings.storage)
+    storage.cleanup_uploads()
+    app = dash.Dash(
+        __name__,
+        use_pages=True,
+        pages_folder="",  # pages are registered below, so that several apps can live in one process (tests)
+        assets_folder=str(ASSETS),
+        background_callback_manager=_background_manager(settings),
+        suppress_callback_exceptions=True,
+        title="STCNN video segmentation",
+        update_title=None,
+    )
+    server = app.server
+    server.request_class = StreamingRequest
+    # Chunked uploads send a few MB per request; a one-shot multipart POST to /api/runs may be the whole video.
+    server.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + 16 * 1024 * 1024
+    cache = Cache(
+        server,
+        config={
+            "CACHE_TYPE": "FileSystemCache",
+            "CACHE_DIR": str(settings.storage / "cache" / "derived"),
+            "CACHE_DEFAULT_TIMEOUT": 24 * 3600,
+            "CACHE_THRESHOLD": 2000,
+        },
+    )
+    runner = make_runner(storage, settings)
+    server.extensions["stcnn"] = AppContext(settings, storage, runner, cache)
+    server.register_blueprint(api)
+    pages.register(app)
+    app.layout = html.Div([dcc.Location(id="url"), navbar(), dbc.Container(dash.page_container, fluid="xl")])
+    if start_runner:
+        runner.start()
+    if settings.demo if seed_demo is None else seed_demo:
+        demo.seed_in_background(storage, runner)
+    return app
+
+
+class _LazyServer:
+    """`dashboard.app:server` for gunicorn without building an app at import time (the Celery worker and the
+    tests import this module too)."""
+
+    _app = None
+
+    def __call__(self, environ, start_response):
+        if _LazyServer._app is None:
+            _LazyServer._app = create_app()
+        return _LazyServer._app.server(environ, start_response)
+
+
+server = _LazyServer()

@@ -1,0 +1,219 @@
+"""Player: the overlay video, a frame slider and the 3D trajectory, linked every way in the browser
+(assets/player.js); a per-frame panel; downloads; J and F when the run has ground truth."""
+
+from __future__ import annotations
+
+import dash_bootstrap_components as dbc
+import dash_player
+from dash import ClientsideFunction, Input, Output, State, dcc, html
+
+from dashboard import figures, ui
+from dashboard.context import ctx
+from dashboard.results import evaluation, frame_table, trajectory
+
+PATH, NAME = "/player", "Player"
+
+
+def slider_marks(frame_count: int) -> dict:
+    step = max(1, round(frame_count / 10))
+    return {i: str(i) for i in range(0, frame_count, step)}
+
+
+def player_meta(run: dict) -> dict:
+    from segmentation.masks import color_of
+
+    fps = run["fps"] or 25.0
+    frames = run["frame_count"] or 1
+    colours = {str(o): ui.colour_css(color_of(o)) for o in run["objects"] or []}
+    return {
+        "run_id": run["id"],
+        "fps": fps,
+        "frame_count": frames,
+        "duration": frames / fps,
+        "colours": colours,
+    }
+
+
+def downloads(run_id: str) -> html.Div:
+    items = [("overlay", "Overlay video (.mp4)"), ("masks", "Masks (.zip)"), ("trajectory", "Trajectory (.csv)"),
+             ("summary", "Summary (.json)")]  # fmt: skip
+    return html.Div(
+        [dbc.Button([html.Span("⬇ "), text], href=f"/api/runs/{run_id}/files/{kind}?download=1", external_link=True,
+                    color="secondary", outline=True, size="sm", className="me-2 mb-2", id=f"download-{kind}")
+         for kind, text in items]
+    )  # fmt: skip
+
+
+def scores_card(run: dict):
+    scores = evaluation(run)
+    if scores is None:
+        body = [html.P("Add ground-truth masks to score this run (J: region overlap, F: boundary accuracy).",
+                       className="text-muted")]  # fmt: skip
+        graph_style = {"display": "none"}
+        figure = {}
+    else:
+        body = [dbc.Row([dbc.Col(html.Div([html.Div(ui.fmt_score(run[key]), className="score-value"),
+                                           html.Div(label, className="score-label")]), width=4)
+                         for key, label in (("j", "J (mean)"), ("f", "F (mean)"), ("jf", "J&F"))], id="scores-overall")]  # fmt: skip
+        figure = figures.per_frame_scores(scores, ("J", "F"), "Per-frame scores")
+        graph_style = {}
+    return dbc.Card(
+        [
+            dbc.CardHeader("Ground truth"),
+            dbc.CardBody(
+                body
+                + [
+                    dcc.Graph(id="score-graph", figure=figure, style=graph_style, config={"displayModeBar": False}),
+                    html.Input(id="gtadd-file", type="file", accept=".zip", className="form-control mt-2",
+                               **{"data-upload-store": "gtadd-upload", "data-upload-progress": "gtadd-progress"}),
+                    dbc.Progress(id="gtadd-progress", value=0, className="mt-1", style={"height": "0.9rem"}),
+                    dcc.Store(id="gtadd-upload"),
+                    html.Div(id="gtadd-result", className="mt-2"),
+                ]
+            ),
+        ],
+        className="mt-3",
+    )  # fmt: skip
+
+
+def layout(id=None, **_query):  # noqa: A002
+    run = ctx().storage.find_run(id)
+    if run is None:
+        return ui.not_found()
+    if run["status"] != "done":
+        return dbc.Alert([html.H4(f"{run['name']} is {run['status']}"),
+                          dbc.Button("Follow the run", href=f"/run?id={run['id']}", color="primary")], color="info")  # fmt: skip
+    meta = player_meta(run)
+    df = trajectory(run)
+    frames = meta["frame_count"]
+    video = dbc.Card(
+        dbc.CardBody(
+            [
+                dash_player.DashPlayer(
+                    id="player",
+                    url=f"/api/runs/{run['id']}/files/overlay",
+                    controls=True,
+                    width="100%",
+                    height="auto",
+                    intervalCurrentTime=100,
+                    className="video-player",
+                ),  # fmt: skip
+                html.Div(id="frame-label", className="frame-label mt-2"),
+                dcc.Slider(
+                    id="frame-slider",
+                    min=0,
+                    max=max(frames - 1, 0),
+                    step=1,
+                    value=0,
+                    marks=slider_marks(frames),
+                    updatemode="drag",
+                    className="mt-1",
+                ),  # fmt: skip
+                html.Div(id="frame-panel", className="frame-panel"),
+            ]
+        )
+    )
+    facts = [
+        f"{run['width']}×{run['height']} px", f"{frames} frames", f"{meta['fps']:.3g} fps",
+        f"{len(run['objects'] or [])} object(s)", f"{run['device'] or ''}", f"run time {ui.fmt_seconds(run['run_time_s'])}",
+    ]  # fmt: skip
+    return html.Div(
+        [
+            dcc.Store(id="player-meta", data=meta),
+            dcc.Store(id="player-frames", data=frame_table(df)),
+            html.Div(
+                [html.H2(run["name"], className="d-inline me-3"), ui.status_badge(run["status"])],
+                className="mb-1",
+            ),
+            html.P(" · ".join(f for f in facts if f), className="text-muted"),
+            dbc.Row(
+                [
+                    dbc.Col(video, lg=6),
+                    dbc.Col(
+                        [
+                            dbc.Card(
+                                [
+                                    dbc.CardHeader(
+                                        "Trajectory: x, y and frame — click a point to jump there"
+                                    ),
+                                    dbc.CardBody(
+                                        dcc.Graph(
+                                            id="traj-3d",
+                                            figure=figures.trajectory_3d([(run, df)], height=460),
+                                        )
+                                    ),
+                                ]
+                            ),
+                            html.Div(downloads(run["id"]), className="mt-3"),
+                        ],
+                        lg=6,
+                    ),  # fmt: skip
+                ],
+                className="g-3",
+            ),
+            scores_card(run),
+        ]
+    )
+
+
+def register_callbacks(app) -> None:
+    app.clientside_callback(
+        ClientsideFunction("stcnn", "syncPlayer"),
+        Output("player", "seekTo"),
+        Output("frame-slider", "value"),
+        Input("traj-3d", "clickData"),
+        Input("score-graph", "clickData"),
+        Input("frame-slider", "value"),
+        Input("player", "currentTime"),
+        State("player-meta", "data"),
+        State("player", "duration"),
+        prevent_initial_call=True,
+    )
+    app.clientside_callback(
+        ClientsideFunction("stcnn", "showFrame"),
+        Output("traj-3d", "figure"),
+        Output("frame-panel", "children"),
+        Output("frame-label", "children"),
+        Input("frame-slider", "value"),
+        State("traj-3d", "figure"),
+        State("player-frames", "data"),
+        State("player-meta", "data"),
+    )
+
+    @app.callback(
+        Output("gtadd-result", "children"),
+        Input("gtadd-upload", "data"),
+        State("player-meta", "data"),
+        background=True,
+        running=[(Output("gtadd-result", "children"), dbc.Spinner(size="sm"), None)],
+        prevent_initial_call=True,
+    )
+    def score_with_ground_truth(upload, meta):
+        # A background callback: scoring reads every mask twice and may take a while on long videos.
+        return add_ground_truth(upload, meta)
+
+    _storage_root = str(app.server.extensions["stcnn"].storage.root)
+
+    def add_ground_truth(upload, meta):
+        import shutil
+        import zipfile
+
+        from dashboard.jobs import evaluate_run
+        from dashboard.storage import Storage
+        from segmentation.errors import SegmentationError
+
+        if not upload:
+            return None
+        storage = Storage(_storage_root)  # background callbacks run outside the request, in another process
+        run_id = meta["run_id"]
+        source = storage.upload_path(upload["token"])
+        if not zipfile.is_zipfile(source):
+            return dbc.Alert("That is not a .zip of PNG masks.", color="danger")
+        shutil.move(source, storage.gt_zip(run_id))
+        storage.discard_upload(upload["token"])
+        try:
+            scores = evaluate_run(storage, run_id)
+        except SegmentationError as exc:
+            return dbc.Alert(str(exc), color="danger")
+        return dbc.Alert([f"J&F {scores['jf']:.3f} (J {scores['j']:.3f}, F {scores['f']:.3f}). ",
+                          html.A("Reload to see the per-frame chart.", href=f"/player?id={run_id}")], color="success")  # fmt: skip

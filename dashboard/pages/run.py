@@ -1,0 +1,193 @@
+"""Run progress: stage, frame i/N, ETA, the latest masked frame, Cancel / Rerun.
+
+The page only reads the runs index (dcc.Interval): the run itself lives in a worker process, so leaving
+or reloading this page never touches it.
+"""
+
+from __future__ import annotations
+
+import dash_bootstrap_components as dbc
+from dash import Input, Output, State, dcc, html, no_update
+
+from dashboard import ui
+from dashboard.context import ctx
+from dashboard.runs import rerun
+from dashboard.storage import FINISHED
+
+PATH, NAME = "/run", "Run"
+
+
+def layout(id=None, **_query):  # noqa: A002 - the query parameter is called id
+    run = ctx().storage.find_run(id)
+    if run is None:
+        return ui.not_found()
+    return html.Div(
+        [
+            dcc.Store(id="run-id", data=run["id"]),
+            dcc.Interval(id="run-poll", interval=1000),
+            html.Div(
+                [html.H2(run["name"], className="d-inline me-3"), html.Span(id="run-status")],
+                className="mb-3",
+            ),
+            dbc.Row(
+                [
+                    dbc.Col(
+                        dbc.Card(
+                            dbc.CardBody(
+                                [
+                                    html.H5("Progress"),
+                                    dbc.Progress(
+                                        id="run-progress",
+                                        value=0,
+                                        style={"height": "1.6rem"},
+                                        className="mb-3",
+                                    ),
+                                    html.Dl(id="run-facts", className="row run-facts"),
+                                    html.Div(id="run-error"),
+                                    html.Div(
+                                        [
+                                            dbc.Button(
+                                                "Cancel",
+                                                id="run-cancel",
+                                                color="danger",
+                                                outline=True,
+                                                className="me-2",
+                                            ),
+                                            dbc.Button(
+                                                "Run again",
+                                                id="run-rerun",
+                                                color="secondary",
+                                                className="me-2",
+                                            ),
+                                            dbc.Button(
+                                                "Open in the player",
+                                                id="run-open",
+                                                color="primary",
+                                                href=f"/player?id={run['id']}",
+                                            ),
+                                        ]
+                                    ),
+                                ]
+                            )
+                        ),
+                        lg=5,
+                    ),  # fmt: skip
+                    dbc.Col(
+                        dbc.Card(
+                            [
+                                dbc.CardHeader("Latest masked frame"),
+                                dbc.CardBody(
+                                    html.Img(
+                                        id="run-preview",
+                                        className="preview-image",
+                                        alt="The preview appears once the first frames are segmented",
+                                    )
+                                ),
+                            ]
+                        ),
+                        lg=7,
+                    ),  # fmt: skip
+                ],
+                className="g-3",
+            ),
+            html.Details(
+                [
+                    html.Summary("First frame and mask as given"),
+                    html.Img(src=f"/api/runs/{run['id']}/files/check", className="check-image mt-2"),
+                ],
+                className="mt-3",
+            ),  # fmt: skip
+        ]
+    )
+
+
+def _facts(run: dict) -> list:
+    rows = [
+        ("Stage", run["stage"] or run["status"]),
+        ("Frame", f"{run['done']} / {run['total']}" if run["total"] else "–"),
+        ("Time left", ui.fmt_seconds(run["eta_s"]) if run["status"] == "running" else "–"),
+        (
+            "Video",
+            f"{run['width']}×{run['height']} px, {run['frame_count']} frames"
+            if run["width"]
+            else run["video_name"],
+        ),
+        ("Options", ", ".join(f"{k}={v}" for k, v in run["options"].items())),
+        ("Run time", ui.fmt_seconds(run["run_time_s"])),
+    ]
+    out = []
+    for term, value in rows:
+        out += [
+            html.Dt(term, className="col-sm-4"),
+            html.Dd(value, className="col-sm-8", id=f"fact-{term.lower().replace(' ', '-')}"),
+        ]
+    return out
+
+
+def register_callbacks(app) -> None:
+    @app.callback(
+        Output("run-status", "children"),
+        Output("run-progress", "value"),
+        Output("run-progress", "label"),
+        Output("run-progress", "animated"),
+        Output("run-progress", "striped"),
+        Output("run-progress", "color"),
+        Output("run-facts", "children"),
+        Output("run-preview", "src"),
+        Output("run-error", "children"),
+        Output("run-cancel", "disabled"),
+        Output("run-rerun", "disabled"),
+        Output("run-open", "disabled"),
+        Output("run-poll", "disabled"),
+        Input("run-poll", "n_intervals"),
+        Input("run-id", "data"),
+    )
+    def poll(_n, run_id):
+        storage = ctx().storage
+        run = storage.find_run(run_id)
+        if run is None:
+            return (ui.status_badge("deleted"), 0, "", False, False, "secondary", [], None, None, True, True, True,
+                    True)  # fmt: skip
+        status = run["status"]
+        finished = status in FINISHED
+        percent = round(100 * (run["progress"] or 0))
+        preview = None
+        if storage.preview_path(run_id).exists():
+            preview = f"/api/runs/{run_id}/files/preview?v={run['updated_at']}"
+        if status == "done" and (storage.run_dir(run_id) / "thumb.jpg").exists():
+            preview = ui.thumb_url(run_id, run["updated_at"])
+        error = None
+        if status in ("failed", "cancelled"):
+            error = dbc.Alert([html.Strong("Failed: " if status == "failed" else "Cancelled. "), run["error"] or "",
+                               html.Div("The inputs are kept: press Run again to retry.", className="small mt-1")],
+                              color="danger" if status == "failed" else "warning", id="run-error-message")  # fmt: skip
+        colour = {"done": "success", "failed": "danger", "cancelled": "warning"}.get(status, "primary")
+        label = f"{percent} %" if status != "queued" else "waiting in the queue"
+        return (
+            ui.status_badge(status, id="run-status-badge"), percent if status != "queued" else 100, label,
+            not finished, not finished, colour if status != "queued" else "secondary", _facts(run), preview, error,
+            finished, not finished, status != "done", finished,
+        )  # fmt: skip
+
+    @app.callback(
+        Output("run-poll", "disabled", allow_duplicate=True),
+        Input("run-cancel", "n_clicks"),
+        State("run-id", "data"),
+        prevent_initial_call=True,
+    )
+    def cancel(_clicks, run_id):
+        ctx().storage.request_cancel(run_id)
+        return False
+
+    @app.callback(
+        Output("run-poll", "disabled", allow_duplicate=True),
+        Input("run-rerun", "n_clicks"),
+        State("run-id", "data"),
+        prevent_initial_call=True,
+    )
+    def run_again(_clicks, run_id):
+        try:
+            rerun(ctx().storage, ctx().runner, run_id)
+        except ValueError:
+            return no_update
+        return False

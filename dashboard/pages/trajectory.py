@@ -1,0 +1,131 @@
+"""Trajectories: the 3D view full size and the x-t, y-t, area-t projections for one or more runs, linked
+to a small player of the first selected run."""
+
+from __future__ import annotations
+
+import dash_bootstrap_components as dbc
+import dash_player
+from dash import ClientsideFunction, Input, Output, State, dcc, html, no_update
+
+from dashboard import figures, ui
+from dashboard.context import ctx
+from dashboard.pages.player import player_meta, slider_marks
+from dashboard.results import frame_table, trajectory
+
+PATH, NAME = "/trajectory", "Trajectories"
+
+
+def layout(ids=None, **_query):
+    done = ctx().storage.list_runs(statuses=("done",))
+    if not done:
+        return ui.empty_state(
+            "No finished run yet", "Trajectories appear here once a run is done.", "/upload", "New run"
+        )
+    chosen = [i for i in (ids or "").split(",") if any(run["id"] == i for run in done)] or [done[0]["id"]]
+    options = [
+        {"label": f"{run['name']} ({ui.fmt_date(run['created_at'])})", "value": run["id"]} for run in done
+    ]
+    return html.Div(
+        [
+            dcc.Store(id="tp-meta"),
+            dcc.Store(id="tp-frames"),
+            dbc.Row(
+                [
+                    dbc.Col(html.H2("Trajectories"), md=4),
+                    dbc.Col(
+                        dcc.Dropdown(
+                            id="tp-runs",
+                            options=options,
+                            value=chosen,
+                            multi=True,
+                            placeholder="Pick one or more runs",
+                        ),
+                        md=8,
+                    ),  # fmt: skip
+                ],
+                className="align-items-center mb-2",
+            ),
+            dbc.Row(
+                [
+                    dbc.Col(dbc.Card(dbc.CardBody(dcc.Graph(id="tp-3d", style={"height": "640px"}))), lg=7),
+                    dbc.Col(
+                        [
+                            dbc.Card(
+                                dbc.CardBody(
+                                    [
+                                        dash_player.DashPlayer(
+                                            id="tp-player",
+                                            controls=True,
+                                            width="100%",
+                                            height="auto",
+                                            intervalCurrentTime=100,
+                                        ),
+                                        html.Div(id="tp-label", className="frame-label mt-1"),
+                                        dcc.Slider(
+                                            id="tp-slider", min=0, max=1, step=1, value=0, updatemode="drag"
+                                        ),
+                                        html.Div(id="tp-panel", className="frame-panel small"),
+                                    ]
+                                )
+                            ),
+                        ],
+                        lg=5,
+                    ),  # fmt: skip
+                ],
+                className="g-3",
+            ),
+            dbc.Card(dbc.CardBody(dcc.Graph(id="tp-2d")), className="mt-3"),
+        ]
+    )
+
+
+def register_callbacks(app) -> None:
+    @app.callback(
+        Output("tp-3d", "figure"),
+        Output("tp-2d", "figure"),
+        Output("tp-player", "url"),
+        Output("tp-meta", "data"),
+        Output("tp-frames", "data"),
+        Output("tp-slider", "max"),
+        Output("tp-slider", "marks"),
+        Input("tp-runs", "value"),
+    )
+    def show_runs(run_ids):
+        storage = ctx().storage
+        runs = [
+            run for run in (storage.find_run(i) for i in run_ids or []) if run and run["status"] == "done"
+        ]
+        if not runs:
+            return {}, {}, None, None, None, no_update, no_update
+        pairs = [(run, trajectory(run)) for run in runs]
+        first = runs[0]
+        meta = player_meta(first)
+        return (
+            figures.trajectory_3d(pairs, height=640), figures.projections(pairs, height=560),
+            f"/api/runs/{first['id']}/files/overlay", meta, frame_table(pairs[0][1]),
+            max(meta["frame_count"] - 1, 0), slider_marks(meta["frame_count"]),
+        )  # fmt: skip
+
+    app.clientside_callback(
+        ClientsideFunction("stcnn", "syncPlayer"),
+        Output("tp-player", "seekTo"),
+        Output("tp-slider", "value"),
+        Input("tp-3d", "clickData"),
+        Input("tp-2d", "clickData"),
+        Input("tp-slider", "value"),
+        Input("tp-player", "currentTime"),
+        State("tp-meta", "data"),
+        State("tp-player", "duration"),
+        prevent_initial_call=True,
+    )
+    app.clientside_callback(
+        ClientsideFunction("stcnn", "showFrame"),
+        Output("tp-3d", "figure", allow_duplicate=True),
+        Output("tp-panel", "children"),
+        Output("tp-label", "children"),
+        Input("tp-slider", "value"),
+        State("tp-3d", "figure"),
+        State("tp-frames", "data"),
+        State("tp-meta", "data"),
+        prevent_initial_call=True,
+    )

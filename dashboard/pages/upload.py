@@ -1,0 +1,231 @@
+"""New run: name, video, first-frame mask, options; frame 0 with the mask drawn on it before starting.
+
+Files are sent by assets/upload.js in chunks to /api/uploads (not dcc.Upload, whose base64 payload breaks
+on large videos); the page only receives the upload tokens.
+"""
+
+from __future__ import annotations
+
+import base64
+
+import dash_bootstrap_components as dbc
+from dash import Input, Output, State, dcc, html, no_update
+
+from dashboard import ui
+from dashboard.checks import check_inputs
+from dashboard.context import ctx
+from dashboard.runs import BadRequest, parse_options, start_run
+from dashboard.storage import RunNotFound
+
+PATH, NAME = "/upload", "New run"
+
+
+def _file_picker(kind: str, label: str, accept: str, help_text: str) -> html.Div:
+    return html.Div(
+        [
+            dbc.Label(label, html_for=f"{kind}-file", className="fw-semibold"),
+            html.Input(
+                id=f"{kind}-file",
+                type="file",
+                accept=accept,
+                className="form-control",
+                **{"data-upload-store": f"{kind}-upload", "data-upload-progress": f"{kind}-progress"},
+            ),  # fmt: skip
+            dbc.Progress(
+                id=f"{kind}-progress", value=0, className="mt-2 upload-progress", style={"height": "1.1rem"}
+            ),
+            dbc.FormText(help_text),
+            dcc.Store(id=f"{kind}-upload"),
+        ],
+        className="mb-3",
+    )
+
+
+def layout(**_query):
+    options = dbc.Card(
+        dbc.CardBody(
+            [
+                html.H5("Options"),
+                dbc.Label("Quality", className="fw-semibold"),
+                dbc.RadioItems(
+                    id="preset",
+                    value="balanced",
+                    inline=True,
+                    options=[
+                        {"label": "Fast", "value": "fast"},
+                        {"label": "Balanced", "value": "balanced"},
+                        {"label": "Quality", "value": "quality"},
+                    ],
+                ),  # fmt: skip
+                dbc.FormText("More quality = longer tuning on the first frame.", className="d-block mb-2"),
+                dbc.Label("Device", className="fw-semibold"),
+                dbc.Select(
+                    id="device",
+                    value="auto",
+                    options=[
+                        {"label": "Automatic (GPU if there is one)", "value": "auto"},
+                        {"label": "CPU", "value": "cpu"},
+                        {"label": "CUDA GPU", "value": "cuda"},
+                    ],
+                ),  # fmt: skip
+                dbc.Checkbox(
+                    id="binarize",
+                    value=False,
+                    className="mt-3",
+                    label="The mask is black and white: treat everything painted as one object",
+                ),  # fmt: skip
+                dbc.Label("First-frame tuning budget (seconds, optional)", className="fw-semibold mt-2"),
+                dbc.Input(id="online-seconds", type="number", min=0, step=1, placeholder="from the preset"),
+                html.Hr(),
+                _file_picker(
+                    "gt",
+                    "Ground truth (optional)",
+                    ".zip",
+                    "A .zip of PNG masks (00000.png, …) to score the run with J and F.",
+                ),  # fmt: skip
+            ]
+        ),
+        className="h-100",
+    )
+    inputs = dbc.Card(
+        dbc.CardBody(
+            [
+                html.H5("Inputs"),
+                dbc.Label("Name", html_for="run-name", className="fw-semibold"),
+                dbc.Input(
+                    id="run-name", placeholder="e.g. dog on the beach", className="mb-3", maxLength=200
+                ),
+                _file_picker(
+                    "video",
+                    "Video",
+                    "video/*,.mp4,.mov,.avi,.mkv,.webm",
+                    "Any length: the file is sent in pieces, with progress.",
+                ),  # fmt: skip
+                _file_picker(
+                    "mask",
+                    "First-frame mask (PNG)",
+                    "image/png",
+                    "Frame 0 with each object painted in its own colour on black.",
+                ),  # fmt: skip
+            ]
+        ),
+        className="h-100",
+    )
+    check = dbc.Card(
+        dbc.CardBody(
+            [
+                html.H5("Check: frame 0 with your mask"),
+                dcc.Loading(
+                    html.Div(
+                        id="check-result",
+                        children=html.P(
+                            "Pick a video and a mask to see them together here.", className="text-muted"
+                        ),
+                    )
+                ),  # fmt: skip
+                html.Div(id="start-error"),
+                dbc.Button(
+                    "Start segmentation",
+                    id="start-run",
+                    color="primary",
+                    size="lg",
+                    disabled=True,
+                    className="w-100 mt-2",
+                ),  # fmt: skip
+            ]
+        ),
+        className="h-100",
+    )
+    return html.Div(
+        [
+            html.H2("New run"),
+            dbc.Row([dbc.Col(inputs, lg=4), dbc.Col(options, lg=3), dbc.Col(check, lg=5)], className="g-3"),
+            dcc.Location(id="upload-redirect", refresh="callback-nav"),
+        ]
+    )
+
+
+def register_callbacks(app) -> None:
+    @app.callback(
+        Output("check-result", "children"),
+        Output("start-run", "disabled"),
+        Input("video-upload", "data"),
+        Input("mask-upload", "data"),
+        Input("binarize", "value"),
+        prevent_initial_call=True,
+    )
+    def check(video, mask, binarize):
+        if not video or not mask:
+            return no_update, True
+        storage = ctx().storage
+        from segmentation.errors import SegmentationError
+
+        try:
+            facts, png = check_inputs(storage.upload_path(video["token"]), storage.upload_path(mask["token"]),
+                                      binarize=bool(binarize))  # fmt: skip
+        except RunNotFound:
+            return dbc.Alert("The upload expired; pick the file again.", color="warning"), True
+        except SegmentationError as exc:
+            return dbc.Alert(
+                [html.Strong("This will not work: "), str(exc)], color="danger", id="check-error"
+            ), True
+        from segmentation.masks import color_of
+
+        chips = [ui.object_chip(object_id, color_of(object_id)) for object_id in facts["objects"]]
+        count = len(facts["objects"])
+        return html.Div(
+            [
+                html.Img(
+                    src="data:image/png;base64," + base64.b64encode(png).decode(), className="check-image"
+                ),
+                html.P(
+                    [html.Strong(f"{count} object{'s' if count != 1 else ''} found: "), *chips],
+                    id="objects-found",
+                    className="mt-2 mb-1",
+                ),  # fmt: skip
+                html.P(
+                    f"{facts['width']}×{facts['height']} px · {facts['frame_count']} frames · "
+                    f"{facts['fps']:.3g} fps",
+                    className="text-muted",
+                ),  # fmt: skip
+            ]
+        ), False
+
+    @app.callback(
+        Output("upload-redirect", "href"),
+        Output("start-error", "children"),
+        Input("start-run", "n_clicks"),
+        State("run-name", "value"),
+        State("video-upload", "data"),
+        State("mask-upload", "data"),
+        State("gt-upload", "data"),
+        State("preset", "value"),
+        State("device", "value"),
+        State("binarize", "value"),
+        State("online-seconds", "value"),
+        prevent_initial_call=True,
+    )
+    def start(_clicks, name, video, mask, gt, preset, device, binarize, online_seconds):
+        from segmentation.errors import SegmentationError
+
+        storage = ctx().storage
+        try:
+            options = parse_options({"preset": preset, "device": device, "binarize": bool(binarize),
+                                     "online_seconds": online_seconds})  # fmt: skip
+            run_id = start_run(
+                storage, ctx().runner,
+                video=storage.upload_path(video["token"]), video_name=video["filename"],
+                mask=storage.upload_path(mask["token"]), name=name or "", options=options,
+                gt_zip=storage.upload_path(gt["token"]) if gt else None,
+            )  # fmt: skip
+        except (SegmentationError, BadRequest) as exc:
+            # The uploads stay where they are: fix one input and press Start again.
+            return no_update, dbc.Alert(str(exc), color="danger")
+        except (RunNotFound, TypeError):
+            return no_update, dbc.Alert(
+                "An upload is missing or expired; pick the files again.", color="warning"
+            )
+        for upload in (video, mask, gt):
+            if upload:
+                storage.discard_upload(upload["token"])
+        return f"/run?id={run_id}", None

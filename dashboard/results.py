@@ -1,0 +1,85 @@
+"""Data derived from finished runs for the plots: trajectories with speed, per-frame mask IoU between runs.
+
+Derived data is cached with flask-caching, keyed by run id and the result's modification time, so a rerun
+never shows stale numbers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from dashboard.context import ctx
+from dashboard.storage import Storage
+
+
+def _stamp(storage: Storage, run_id: str) -> int:
+    path = storage.result_dir(run_id) / "trajectory.csv"
+    return path.stat().st_mtime_ns if path.exists() else 0
+
+
+def trajectory(run: dict) -> pd.DataFrame:
+    """The run's trajectory with speed_px_s; empty if the run has no result."""
+    from segmentation.trajectory import read_csv, with_speed
+
+    context = ctx()
+    storage = context.storage
+    key = f"trajectory:{run['id']}:{_stamp(storage, run['id'])}"
+    cached = context.cache.get(key)
+    if cached is not None:
+        return pd.read_json(cached, orient="split")
+    path = storage.result_dir(run["id"]) / "trajectory.csv"
+    if not path.exists():
+        return pd.DataFrame(columns=["frame", "time_s", "object_id", "x", "y", "area_px", "visible"])
+    df = with_speed(read_csv(path), run["fps"] or 25.0)
+    context.cache.set(key, df.to_json(orient="split"))
+    return df
+
+
+def frame_table(df: pd.DataFrame) -> dict:
+    """Per object, one value per frame (None where hidden): compact for the browser's per-frame panel."""
+    out = {}
+    for object_id, rows in df.sort_values("frame").groupby("object_id"):
+        rows = rows.astype(object).where(rows.notna(), None)
+        out[str(int(object_id))] = {
+            column: rows[column].tolist()
+            for column in ("frame", "x", "y", "x0", "y0", "x1", "y1", "area_px", "speed_px_s", "visible")
+            if column in rows
+        }
+    return out
+
+
+def evaluation(run: dict) -> pd.DataFrame | None:
+    path = ctx().storage.evaluation_path(run["id"])
+    return pd.read_csv(path) if path.exists() else None
+
+
+def mask_iou(run_a: dict, run_b: dict) -> pd.DataFrame:
+    """Per frame and object id, the IoU of the two runs' masks (and 'all' for the union of objects)."""
+    from segmentation.masks import read_mask
+
+    context = ctx()
+    storage = context.storage
+    key = f"iou:{run_a['id']}:{_stamp(storage, run_a['id'])}:{run_b['id']}:{_stamp(storage, run_b['id'])}"
+    cached = context.cache.get(key)
+    if cached is not None:
+        return pd.read_json(cached, orient="split")
+    masks_a = sorted((storage.result_dir(run_a["id"]) / "masks").glob("*.png"))
+    masks_b = {p.name: p for p in (storage.result_dir(run_b["id"]) / "masks").glob("*.png")}
+    rows = []
+    for frame, path in enumerate(masks_a):
+        if path.name not in masks_b:
+            continue
+        a, b = read_mask(path), read_mask(masks_b[path.name])
+        if a.shape != b.shape:
+            continue
+        ids = sorted(set(np.unique(a)) | set(np.unique(b)) - {0})
+        for object_id in ["all", *ids]:
+            in_a = a > 0 if object_id == "all" else a == object_id
+            in_b = b > 0 if object_id == "all" else b == object_id
+            union = np.count_nonzero(in_a | in_b)
+            iou = np.count_nonzero(in_a & in_b) / union if union else 1.0
+            rows.append({"frame": frame, "object_id": str(object_id), "iou": iou})
+    df = pd.DataFrame(rows, columns=["frame", "object_id", "iou"])
+    context.cache.set(key, df.to_json(orient="split"))
+    return df

@@ -1,0 +1,119 @@
+"""Where queued runs get executed: a local process per run (default) or a Celery worker (REDIS_URL).
+
+Runs are never held by a page or a callback: the queue is the runs index itself, so reloading a page,
+closing the browser or starting another run leaves a running run alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+from dashboard.config import Settings
+from dashboard.storage import Storage
+
+log = logging.getLogger(__name__)
+HOST = socket.gethostname()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class LocalRunner:
+    """A daemon thread that claims queued runs from the index and runs each in its own process.
+
+    A process (not a thread) per run keeps the web server responsive and lets a crash or an
+    out-of-memory kill take down only that run. Several web workers may each have a runner: the claim
+    is a transaction, so a run is started once, and max_parallel counts running runs in the index.
+    """
+
+    def __init__(self, storage: Storage, max_parallel: int = 1, poll_s: float = 1.0):
+        self.storage, self.max_parallel, self.poll_s = storage, max_parallel, poll_s
+        self.children: dict[str, subprocess.Popen] = {}
+        self.wake = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> LocalRunner:
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._loop, name="stcnn-runner", daemon=True)
+            self.thread.start()
+        return self
+
+    def submit(self, run_id: str) -> None:
+        self.wake.set()
+
+    def _loop(self) -> None:
+        self.requeue_orphans()
+        while self.storage.db_path.exists():
+            try:
+                self._reap()
+                while run_id := self.storage.claim_next(f"local:{HOST}:{os.getpid()}", self.max_parallel):
+                    self._spawn(run_id)
+            except Exception:  # keep the runner alive whatever one run does
+                log.exception("local runner")
+            self.wake.wait(self.poll_s)
+            self.wake.clear()
+
+    def _spawn(self, run_id: str) -> None:
+        env = {**os.environ, "STCNN_STORAGE": str(self.storage.root)}
+        log_file = self.storage.log_path(run_id).open("ab")
+        child = subprocess.Popen(
+            [sys.executable, "-m", "dashboard.jobs", run_id], env=env, stdout=log_file, stderr=log_file
+        )
+        log_file.close()
+        self.children[run_id] = child
+        self.storage.update_run(run_id, worker=f"local:{HOST}:{child.pid}")
+
+    def _reap(self) -> None:
+        for run_id, child in list(self.children.items()):
+            if child.poll() is None:
+                continue
+            del self.children[run_id]
+            run = self.storage.find_run(run_id)
+            if run and run["status"] == "running":  # the process died before recording an outcome
+                self.storage.update_run(
+                    run_id, status="failed", finished_at=time.time(),
+                    error=f"The worker process stopped unexpectedly (exit code {child.returncode}).",
+                )  # fmt: skip
+
+    def requeue_orphans(self) -> None:
+        """Runs left 'running' by a local process that no longer exists (server restart) go back in the queue."""
+        for run in self.storage.list_runs(statuses=("running",)):
+            host, _, pid = (run["worker"] or "").removeprefix("local:").rpartition(":")
+            if (run["worker"] or "").startswith("local:") and host == HOST and pid.isdigit():
+                if not _alive(int(pid)):
+                    self.storage.update_run(run["id"], status="queued", worker=None, stage=None)
+                    log.info("run %s was interrupted; queued again", run["id"])
+
+
+class CeleryRunner:
+    """Sends run ids to a Celery worker (see dashboard/worker.py); the worker claims them from the index."""
+
+    def __init__(self, storage: Storage, redis_url: str):
+        from dashboard.celery_app import make_celery
+
+        self.storage, self.celery = storage, make_celery(redis_url)
+
+    def start(self) -> CeleryRunner:
+        return self
+
+    def submit(self, run_id: str) -> None:
+        self.celery.send_task("stcnn.run_job", args=[run_id, str(self.storage.root)])
+
+
+def make_runner(storage: Storage, settings: Settings):
+    if settings.redis_url:
+        return CeleryRunner(storage, settings.redis_url)
+    return LocalRunner(storage, settings.max_parallel_runs)
