@@ -48,6 +48,15 @@ def _http_error(exc: HTTPException):
     return _error(exc.code or 500, exc.description or exc.name)
 
 
+@api.app_errorhandler(404)
+@api.app_errorhandler(405)
+def _outside_routes(exc: HTTPException):
+    # URLs under /api that match no route (e.g. an id with a slash) answer JSON too.
+    if request.path.startswith("/api/"):
+        return _error(exc.code, "No such API endpoint or run." if exc.code == 404 else exc.description)
+    return exc
+
+
 @api.errorhandler(RunNotFound)
 def _not_found(_exc):
     return _error(404, "No run with that id.")

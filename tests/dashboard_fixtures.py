@@ -1,0 +1,73 @@
+"""Fixtures for the dashboard tests: real engine, real storage, a tiny synthetic clip, fast options."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+# The engine's fastest settings: a 96x64, 10-frame clip segments in a few seconds on a CPU.
+FAST_OPTIONS = {"preset": "fast", "online_seconds": "0.5", "device": "cpu"}
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-results" / "screenshots"
+
+
+@pytest.fixture(scope="session")
+def weights(tmp_path_factory) -> Path:
+    """A real STCNN checkpoint (untrained: these tests check plumbing, not accuracy). Set in the environment so
+    job processes and Celery workers started by the tests use it too."""
+    import torch
+
+    from segmentation.model import STCNN
+    from segmentation.weights import save_weights
+
+    path = tmp_path_factory.mktemp("weights") / "stcnn.pt"
+    torch.manual_seed(0)
+    save_weights(STCNN(), path, {"version": "dashboard-tests"})
+    os.environ["STCNN_WEIGHTS"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory):
+    from segmentation.synthetic import make_clip
+
+    return make_clip(tmp_path_factory.mktemp("clip"), n_frames=10, size=(96, 64), n_objects=2, seed=3)
+
+
+@pytest.fixture
+def storage_dir(tmp_path, monkeypatch, weights) -> Path:
+    root = tmp_path / "storage"
+    monkeypatch.setenv("STCNN_STORAGE", str(root))
+    monkeypatch.setenv("STCNN_DEMO", "0")
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    return root
+
+
+def post_run(client, clip, name="tiny", **options):
+    with open(clip.video, "rb") as video, open(clip.mask, "rb") as mask:
+        data = {
+            "video": (video, "clip.mp4"),
+            "mask": (mask, "mask.png"),
+            "name": name,
+            **FAST_OPTIONS,
+            **options,
+        }
+        return client.post("/api/runs", data=data, content_type="multipart/form-data")
+
+
+def wait_for_run(client, run_id, statuses=("done", "failed", "cancelled"), timeout=120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = client.get(f"/api/runs/{run_id}").get_json()
+        if run["status"] in statuses:
+            return run
+        time.sleep(0.3)
+    raise AssertionError(f"run {run_id} still {run['status']} ({run['stage']}) after {timeout} s")
+
+
+def screenshot(driver, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    driver.set_window_size(1280, 800)
+    driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))

@@ -1,0 +1,137 @@
+"""REST API against the real app (Flask test client), a temporary storage folder and the real engine."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from dashboard_fixtures import FAST_OPTIONS, post_run, storage_dir, tiny_clip, wait_for_run, weights  # noqa: F401
+from PIL import Image
+
+from dashboard.app import create_app
+
+
+@pytest.fixture
+def client(storage_dir):  # noqa: F811
+    return create_app().server.test_client()
+
+
+@pytest.fixture
+def idle_client(storage_dir):  # noqa: F811
+    """No runner: runs stay queued, for the queue-only endpoints."""
+    return create_app(start_runner=False).server.test_client()
+
+
+def test_a_run_through_the_api_produces_every_file(client, tiny_clip):  # noqa: F811
+    answer = post_run(client, tiny_clip, name="api run")
+    assert answer.status_code == 202, answer.get_json()
+    run_id = answer.get_json()["id"]
+    run = wait_for_run(client, run_id)
+    assert run["status"] == "done", run["error"]
+    assert (run["frame_count"], run["width"], run["height"], run["objects"]) == (10, 96, 64, [1, 2])
+    assert run["input_hash"] and run["run_time_s"] > 0 and run["device"]
+
+    overlay = client.get(f"/api/runs/{run_id}/files/overlay")
+    assert overlay.status_code == 200 and overlay.mimetype == "video/mp4" and b"ftyp" in overlay.data[:16]
+    ranged = client.get(f"/api/runs/{run_id}/files/overlay", headers={"Range": "bytes=0-99"})
+    assert ranged.status_code == 206 and len(ranged.data) == 100  # browsers seek with ranges
+
+    masks = zipfile.ZipFile(io.BytesIO(client.get(f"/api/runs/{run_id}/files/masks").data))
+    assert len([n for n in masks.namelist() if n.endswith(".png")]) == 10
+    csv = client.get(f"/api/runs/{run_id}/files/trajectory").data.decode()
+    assert csv.splitlines()[0].startswith("frame,time_s,object_id,x,y")
+    summary = json.loads(client.get(f"/api/runs/{run_id}/files/summary").data)
+    assert summary["video"]["frame_count"] == 10
+    assert client.get(f"/api/runs/{run_id}/files/thumbnail").mimetype == "image/jpeg"
+    assert run_id in [r["id"] for r in client.get("/api/runs").get_json()["runs"]]
+
+
+def test_ground_truth_given_with_the_run_is_scored(client, tiny_clip, tmp_path):  # noqa: F811
+    gt_zip = tmp_path / "gt.zip"
+    with zipfile.ZipFile(gt_zip, "w") as archive:
+        for png in sorted(tiny_clip.gt_dir.glob("*.png")):
+            archive.write(png, png.name)
+    with open(tiny_clip.video, "rb") as video, open(tiny_clip.mask, "rb") as mask, open(gt_zip, "rb") as gt:
+        data = {"video": (video, "clip.mp4"), "mask": (mask, "m.png"), "gt": (gt, "gt.zip"), **FAST_OPTIONS}
+        run_id = client.post("/api/runs", data=data).get_json()["id"]
+    run = wait_for_run(client, run_id)
+    assert run["status"] == "done" and 0 <= run["jf"] <= 1
+    assert "evaluation" in run["files"]
+
+
+def test_a_bad_mask_is_a_readable_400_and_leaves_nothing_behind(client, tiny_clip, storage_dir, tmp_path):  # noqa: F811
+    black = tmp_path / "black.png"
+    Image.fromarray(np.zeros((64, 96), np.uint8)).save(black)
+    with open(tiny_clip.video, "rb") as video, open(black, "rb") as mask:
+        answer = client.post("/api/runs", data={"video": (video, "clip.mp4"), "mask": (mask, "black.png")})
+    assert answer.status_code == 400
+    assert "object" in answer.get_json()["error"].lower()
+    assert client.get("/api/runs").get_json()["runs"] == []
+    assert list((storage_dir / "uploads").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("form", "message"),
+    [
+        ({}, "video"),
+        ({"preset": "turbo"}, "preset"),
+        ({"device": "tpu"}, "device"),
+        ({"online_seconds": "x"}, "number"),
+    ],
+)
+def test_bad_requests_are_json_400s(client, tiny_clip, form, message):  # noqa: F811
+    if form:
+        answer = post_run(client, tiny_clip, **form)
+    else:
+        answer = client.post("/api/runs", data={"name": "no files"})
+    assert answer.status_code == 400 and message in answer.get_json()["error"]
+
+
+def test_unknown_runs_and_files_are_json_404s(client):
+    for url in (
+        "/api/runs/" + "0" * 32,
+        "/api/runs/..passwd",
+        "/api/runs/" + "0" * 32 + "/files/nope",
+        "/api/runs/" + "0" * 32 + "/files/overlay",
+    ):
+        answer = client.get(url)
+        assert answer.status_code == 404 and "error" in answer.get_json()
+
+
+def test_queue_endpoints_cancel_rerun_delete(idle_client, tiny_clip, storage_dir):  # noqa: F811
+    run_id = post_run(idle_client, tiny_clip).get_json()["id"]
+    assert idle_client.get(f"/api/runs/{run_id}").get_json()["status"] == "queued"
+    assert idle_client.get(f"/api/runs/{run_id}/files/overlay").status_code == 404
+    assert idle_client.post(f"/api/runs/{run_id}/cancel").get_json()["status"] == "cancelled"
+    assert idle_client.post(f"/api/runs/{run_id}/rerun").status_code == 202
+    assert idle_client.post(f"/api/runs/{run_id}/rerun").status_code == 409  # already queued
+    assert idle_client.delete(f"/api/runs/{run_id}").status_code == 204
+    assert idle_client.get(f"/api/runs/{run_id}").status_code == 404
+    assert not (storage_dir / "runs" / run_id).exists()
+
+
+def test_chunked_upload_and_its_size_limit(storage_dir, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("STCNN_MAX_UPLOAD_MB", "1")
+    client = create_app(start_runner=False).server.test_client()
+    token = client.post("/api/uploads", json={"filename": "v.mp4"}).get_json()["token"]
+    assert client.put(f"/api/uploads/{token}?offset=0", data=b"x" * 1000).get_json()["size"] == 1000
+    assert client.put(f"/api/uploads/{token}?offset=0", data=b"x").status_code == 409
+    too_big = client.put(f"/api/uploads/{token}?offset=1000", data=b"x" * (1024 * 1024))
+    assert too_big.status_code == 413 and "limit" in too_big.get_json()["error"]
+
+
+def test_runs_survive_a_restart_and_interrupted_ones_are_queued_again(storage_dir, tiny_clip):  # noqa: F811
+    first = create_app(start_runner=False)
+    run_id = post_run(first.server.test_client(), tiny_clip).get_json()["id"]
+    storage = first.server.extensions["stcnn"].storage
+    # As if a local worker process died with the server: running, owned by a pid that no longer exists.
+    assert storage.claim(run_id, "local:x:1")
+    import socket
+
+    storage.update_run(run_id, worker=f"local:{socket.gethostname()}:999999999")
+    restarted = create_app()  # its runner finds the orphan, queues it again and runs it
+    run = wait_for_run(restarted.server.test_client(), run_id)
+    assert run["status"] == "done", run["error"]

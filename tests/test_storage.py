@@ -1,0 +1,144 @@
+"""The runs index and the storage folder: ids, statuses, claims, cancel, rerun, delete, uploads."""
+
+from __future__ import annotations
+
+import io
+import threading
+import zipfile
+
+import pytest
+
+from dashboard.storage import RunNotFound, Storage, is_run_id
+
+
+@pytest.fixture
+def storage(tmp_path):
+    return Storage(tmp_path / "storage")
+
+
+def _inputs(tmp_path, name="v"):
+    video, mask = tmp_path / f"{name}.mp4", tmp_path / f"{name}.png"
+    video.write_bytes(b"video bytes")
+    mask.write_bytes(b"mask bytes")
+    return video, mask
+
+
+def _new_run(storage, tmp_path, name="run", **kwargs):
+    video, mask = _inputs(tmp_path, name)
+    return storage.create_run(name=name, video=video, mask=mask, video_name="My Holiday.MOV", **kwargs)
+
+
+def test_create_run_moves_inputs_under_an_id_folder(storage, tmp_path):
+    run_id = _new_run(storage, tmp_path, options={"preset": "fast"})
+    run = storage.get_run(run_id)
+    assert is_run_id(run_id) and run["status"] == "queued" and run["options"] == {"preset": "fast"}
+    assert storage.input_video(run_id) == storage.runs_root / run_id / "input" / "video.mov"
+    assert storage.input_video(run_id).read_bytes() == b"video bytes"
+    assert storage.input_mask(run_id).read_bytes() == b"mask bytes"
+    assert run["video_name"] == "My Holiday.MOV"  # kept for display only
+
+
+def test_unknown_extension_and_hostile_names_never_reach_paths(storage, tmp_path):
+    video, mask = _inputs(tmp_path)
+    run_id = storage.create_run(name="x", video=video, mask=mask, video_name="../../etc/passwd")
+    assert storage.input_video(run_id).name == "video.bin"
+    for bad in ("../" + run_id, run_id.upper(), "", None, run_id + "/.."):
+        with pytest.raises(RunNotFound):
+            storage.run_dir(bad)
+
+
+def test_the_index_survives_a_new_storage_object(storage, tmp_path):
+    run_id = _new_run(storage, tmp_path)
+    storage.update_run(run_id, status="done", timings={"total": 1.5}, objects=[1, 2])
+    again = Storage(storage.root)
+    assert again.get_run(run_id)["timings"] == {"total": 1.5}
+    assert again.get_run(run_id)["objects"] == [1, 2]
+    assert [run["id"] for run in again.list_runs(statuses=("done",))] == [run_id]
+
+
+def test_search_and_status_filters(storage, tmp_path):
+    a = _new_run(storage, tmp_path, "dog on beach")
+    _new_run(storage, tmp_path, "cat")
+    assert [run["id"] for run in storage.list_runs(search="beach")] == [a]
+    assert len(storage.list_runs(statuses=("queued",))) == 2
+
+
+def test_claims_are_exclusive_across_threads(storage, tmp_path):
+    ids = [_new_run(storage, tmp_path, f"run{i}") for i in range(4)]
+    claimed: list[str] = []
+
+    def worker():
+        while run_id := storage.claim_next("test", max_running=10):
+            claimed.append(run_id)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(claimed) == sorted(ids)  # each run once
+
+
+def test_claim_next_respects_the_parallel_limit_and_queue_order(storage, tmp_path):
+    first = _new_run(storage, tmp_path, "first")
+    _new_run(storage, tmp_path, "second")
+    assert storage.claim_next("w", max_running=1) == first
+    assert storage.claim_next("w", max_running=1) is None
+
+
+def test_cancel_a_queued_run_is_immediate_a_running_one_is_flagged(storage, tmp_path):
+    queued = _new_run(storage, tmp_path, "queued")
+    running = _new_run(storage, tmp_path, "running")
+    assert storage.claim(running, "w")
+    assert storage.request_cancel(queued) == "cancelled"
+    assert storage.request_cancel(running) == "running"
+    assert storage.cancel_requested(running) and not storage.cancel_requested(queued)
+
+
+def test_rerun_keeps_inputs_and_clears_results(storage, tmp_path):
+    run_id = _new_run(storage, tmp_path)
+    storage.claim(run_id, "w")
+    with pytest.raises(ValueError):
+        storage.requeue(run_id)  # still running
+    (storage.result_dir(run_id)).mkdir()
+    storage.update_run(run_id, status="failed", error="boom", progress=0.5)
+    storage.requeue(run_id)
+    run = storage.get_run(run_id)
+    assert (run["status"], run["error"], run["progress"]) == ("queued", None, 0)
+    assert storage.input_video(run_id).exists() and not storage.result_dir(run_id).exists()
+
+
+def test_delete_removes_row_and_folder(storage, tmp_path):
+    run_id = _new_run(storage, tmp_path)
+    storage.delete_run(run_id)
+    assert not storage.run_dir(run_id).exists()
+    assert storage.find_run(run_id) is None
+    assert storage.cancel_requested(run_id)  # a worker whose run vanished stops
+
+
+def test_chunked_upload_appends_in_order_and_enforces_the_limit(storage):
+    token = storage.new_upload("big.mp4")
+    assert storage.append_upload(token, 0, iter([b"ab", b"cd"]), limit=10) == 4
+    with pytest.raises(ValueError):
+        storage.append_upload(token, 2, iter([b"x"]), limit=10)  # a resent or lost chunk is refused
+    assert storage.append_upload(token, 4, iter([b"ef"]), limit=10) == 6
+    with pytest.raises(OverflowError):
+        storage.append_upload(token, 6, iter([b"0123456"]), limit=10)
+    assert storage.upload_filename(token) == "big.mp4"
+    storage.discard_upload(token)
+    with pytest.raises(RunNotFound):
+        storage.upload_path(token)
+
+
+def test_ground_truth_zip_is_unpacked_flat_and_safely(storage, tmp_path):
+    run_id = _new_run(storage, tmp_path)
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w") as archive:
+        archive.writestr("seq/00000.png", b"png0")
+        archive.writestr("../../evil.png", b"evil")
+        archive.writestr("notes.txt", b"skip")
+        archive.writestr("__MACOSX/._00000.png", b"junk")
+    storage.gt_zip(run_id).write_bytes(data.getvalue())
+    gt = storage.unpack_gt(run_id)
+    assert sorted(p.name for p in gt.iterdir()) == ["00000.png", "evil.png"]
+    assert not (storage.root.parent / "evil.png").exists()
