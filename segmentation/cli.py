@@ -27,22 +27,25 @@ def _segment(args: argparse.Namespace) -> None:
         gate=args.gate,
         weights=args.weights,
     )
-    bars: dict[str, tqdm] = {}
+    bar: tqdm | None = None
 
-    def progress(p) -> None:
-        if p.stage in ("decode", "done"):
+    def progress(p) -> None:  # one bar per stage; the previous stage's bar is closed when the next starts
+        nonlocal bar
+        if bar is not None and bar.desc != p.stage:
+            bar.close()
+            bar = None
+        if p.stage == "done":
             return
-        bar = bars.get(p.stage)
         if bar is None:
             unit = "it" if p.stage == "online training" else "frame"
-            bar = bars[p.stage] = tqdm(total=p.total, desc=p.stage, unit=unit, dynamic_ncols=True, leave=True)
+            bar = tqdm(total=p.total, desc=p.stage, unit=unit, dynamic_ncols=True)
         bar.total = max(bar.total or 0, p.total)
         bar.update(p.done - bar.n)
 
     try:
         summary = segment(args.video, args.mask, args.out, options, progress)
     finally:
-        for bar in bars.values():
+        if bar is not None:
             bar.close()
     t = summary["timings_s"]
     print(
