@@ -11,8 +11,12 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from segmentation.errors import InputError
+from segmentation.paths import kind_of, user_path
 
 VOID = 255  # DAVIS-2017 marks "don't care" pixels with index 255: not an object
+# Each object is decoded separately for every frame (and trained on), so time and memory grow with the count;
+# beyond this a run takes hours on a CPU. A palette can hold 254 ids, so the limit is checked on reading.
+MAX_OBJECTS = 32
 
 
 def _davis_palette() -> list[int]:
@@ -49,16 +53,20 @@ def _png_bit_depth(path: Path) -> int:
     return header[24] if len(header) >= 26 else 8
 
 
-def _open_png(path: Path) -> Image.Image:
-    if not path.exists():
+def _open_png(path) -> Image.Image:
+    path = user_path(path, "mask")
+    kind = kind_of(path)
+    if kind == "missing":
         raise InputError(f"{path}: mask file not found")
-    if path.is_dir():
+    if kind == "folder":
         raise InputError(f"{path}: is a folder; give the first frame's mask as a PNG file")
     try:
         img = Image.open(path)
         img.load()
-    except (UnidentifiedImageError, OSError) as e:
+    except (UnidentifiedImageError, OSError, ValueError) as e:  # ValueError: damaged chunks in some Pillows
         raise InputError(f"{path.name}: not a readable image; give the mask as a PNG file") from e
+    except Image.DecompressionBombError as e:
+        raise InputError(f"{path.name}: image is too large to be a mask ({e})") from e
     if img.format != "PNG":
         # Check the real format: JPEG's lossy compression smears label values, whatever the extension says.
         raise InputError(f"{path.name}: is a {img.format} image, not a PNG; masks must be lossless PNG files")
@@ -114,7 +122,7 @@ def read_first_mask(path, size: tuple[int, int] | None = None, binarize: bool = 
     ``size`` is the video's (width, height). Accepted: binary greyscale (0/255 or 0/1 -> id 1) and palette PNGs
     (indices are ids, 255 = void -> background). With ``binarize`` any other mask is thresholded to one object.
     """
-    path = Path(path)
+    path = user_path(path, "mask")
     img = _open_png(path)
     depth = _png_bit_depth(path)
     if depth == 16 or img.mode.startswith("I") or img.mode == "F":
@@ -155,6 +163,11 @@ def read_first_mask(path, size: tuple[int, int] | None = None, binarize: bool = 
             )
     if not labels.any():
         raise InputError(f"{path.name}: mask has no object (every pixel is background); paint the object(s)")
+    count = int(np.count_nonzero(np.bincount(labels.ravel(), minlength=256)[1:]))
+    if count > MAX_OBJECTS:
+        raise InputError(
+            f"{path.name}: mask has {count} objects; at most {MAX_OBJECTS} can be tracked in one run"
+        )
     return labels
 
 
@@ -180,7 +193,7 @@ def read_mask(path) -> np.ndarray:
 
     Palette -> indices (255 void -> 0); greyscale -> >= 128 is object 1; RGB -> any channel >= 128 is object 1.
     """
-    path = Path(path)
+    path = user_path(path, "mask")
     img = _open_png(path)
     if img.mode == "P":
         labels = np.array(img, dtype=np.uint8)

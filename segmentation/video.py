@@ -16,9 +16,18 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from segmentation.errors import InputError
+from segmentation.paths import kind_of, user_path
 
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
 DEFAULT_FOLDER_FPS = 24.0
+# Frame rates outside this range come from damaged or odd headers (VFR files report 90000 or 1/1000): such
+# a file falls back to its other rate fields, then to the default, instead of making an unplayable overlay.
+FPS_RANGE = (0.5, 480.0)
+# 16K frames and larger are damaged headers or decompression bombs: one RGB frame alone would take 800 MB.
+MAX_SIDE = 8192 * 2
+MAX_PIXELS = 8192 * 8192
+# Per-frame names are listed for counts up to this; a damaged header can claim billions of frames.
+MAX_NAMED_FRAMES = 1_000_000
 
 # ffmpeg happily "opens" a single picture as a one-frame video; we want those to be rejected as videos.
 _IMAGE_FORMATS = {"image2", "image2pipe"}
@@ -53,6 +62,13 @@ def _check_fps(fps: float | None, default: float) -> float:
     return float(fps)
 
 
+def _check_size(name: str, width: int, height: int) -> None:
+    if width < 1 or height < 1:
+        raise InputError(f"{name}: frames have no pixels ({width}x{height}); the file is damaged")
+    if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
+        raise InputError(f"{name}: frames are {width}x{height}; at most 8192x8192 pixels are supported")
+
+
 def _probe_folder(folder: Path, fps: float | None) -> VideoInfo:
     fps = _check_fps(fps, DEFAULT_FOLDER_FPS)
     files = _folder_frames(folder)
@@ -62,8 +78,9 @@ def _probe_folder(folder: Path, fps: float | None) -> VideoInfo:
         try:
             with Image.open(path) as img:
                 this = img.size
-        except (UnidentifiedImageError, OSError) as e:
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
             raise InputError(f"{path}: frame is not a readable JPEG/PNG image ({e})") from e
+        _check_size(path.name, *this)
         if size is None:
             size = this
         elif this != size:
@@ -99,9 +116,9 @@ def _to_display(rgb: np.ndarray, clockwise: int) -> np.ndarray:
 def _open_video(path: Path) -> av.container.InputContainer:
     try:
         container = av.open(str(path))
-    except av.FFmpegError as e:
+    except (av.FFmpegError, UnicodeDecodeError) as e:  # UnicodeDecodeError: garbage in the metadata tags
         raise InputError(
-            f"{path.name}: not a video ffmpeg can read (corrupt, truncated or not a video file: {e.strerror or e})"
+            f"{path.name}: not a video ffmpeg can read (corrupt, truncated or not a video file: {_why(e)})"
         ) from e
     fmt = container.format.name
     if fmt in _IMAGE_FORMATS or fmt.endswith("_pipe"):
@@ -121,20 +138,28 @@ def _open_video(path: Path) -> av.container.InputContainer:
     return container
 
 
+def _stream_fps(stream) -> float:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        fps = float(rate) if rate else 0.0
+        if FPS_RANGE[0] <= fps <= FPS_RANGE[1]:
+            return fps
+    return DEFAULT_FOLDER_FPS
+
+
 def _probe_file(path: Path) -> VideoInfo:
     with _open_video(path) as container:
         stream = container.streams.video[0]
-        fps_q = stream.average_rate or stream.guessed_rate or stream.base_rate
-        fps = float(fps_q) if fps_q else 0.0
+        fps = _stream_fps(stream)
         # Decoding one frame proves the data is usable and gives the display rotation (frame side data).
         try:
             first = next(container.decode(stream), None)
-        except av.FFmpegError as e:
-            raise InputError(f"{path.name}: cannot decode the first video frame ({e.strerror or e})") from e
+        except (av.FFmpegError, ValueError) as e:
+            raise InputError(f"{path.name}: cannot decode the first video frame ({_why(e)})") from e
         if first is None:
             raise InputError(f"{path.name}: the video stream has no frames")
         rotation = _clockwise(first)
         coded_w, coded_h = first.width, first.height
+        _check_size(path.name, coded_w, coded_h)
         count = stream.frames or 0
         if count <= 0:
             # webm/mkv often carry no frame count: estimate it from the duration.
@@ -144,10 +169,8 @@ def _probe_file(path: Path) -> VideoInfo:
                 seconds = container.duration / av.time_base
             else:
                 seconds = 0.0
-            count = int(round(seconds * fps)) if fps > 0 else 0
+            count = int(round(seconds * fps)) if math.isfinite(seconds) and seconds > 0 else 0
         count = max(1, count)
-        if fps <= 0:
-            fps = DEFAULT_FOLDER_FPS
         codec = stream.codec_context.name
     width, height = (coded_h, coded_w) if rotation in (90, 270) else (coded_w, coded_h)
     return VideoInfo(
@@ -156,16 +179,20 @@ def _probe_file(path: Path) -> VideoInfo:
         height=height,
         fps=fps,
         frame_count=count,
-        frame_names=[f"{i:05d}" for i in range(count)],
+        frame_names=[f"{i:05d}" for i in range(count)] if count <= MAX_NAMED_FRAMES else [],
         codec=codec,
         rotation=rotation,
         is_folder=False,
     )
 
 
+def _why(error: Exception) -> str:
+    return getattr(error, "strerror", None) or str(error) or error.__class__.__name__
+
+
 def _existing(source) -> Path:
-    path = Path(source)
-    if not path.exists():
+    path = user_path(source, "video")
+    if kind_of(path) == "missing":
         raise InputError(f"{path}: no such file or folder")
     return path
 
@@ -188,7 +215,7 @@ def _iter_folder(folder: Path) -> Iterator[np.ndarray]:
         try:
             with Image.open(path) as img:
                 rgb = np.asarray(img.convert("RGB"))
-        except (UnidentifiedImageError, OSError) as e:
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
             raise InputError(f"{path.name}: frame {index} is not a readable image ({e})") from e
         if size is None:
             size = rgb.shape
@@ -212,9 +239,9 @@ def _iter_file(path: Path) -> Iterator[np.ndarray]:
                 rgb = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
                 yield _to_display(rgb, _clockwise(frame))
                 index += 1
-        except av.FFmpegError as e:
+        except (av.FFmpegError, ValueError) as e:  # ValueError: a pixel format that cannot be converted
             raise InputError(
-                f"{path.name}: decoding failed at frame {index} ({e.strerror or e}); the file is corrupt or truncated"
+                f"{path.name}: decoding failed at frame {index} ({_why(e)}); the file is corrupt or truncated"
             ) from e
     # A truncated mp4 whose index sits at the front decodes silently short: compare with the index's count.
     # Small shortfalls are normal (edit lists), so only a clear gap counts as damage.
