@@ -41,10 +41,23 @@ def sequence_dirs(roots: list[str | Path]) -> list[Path]:
     return found
 
 
+def _frame_files(path: Path) -> list[Path]:
+    return sorted(p for p in (path / "frames").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def first_frame_size(path: Path) -> tuple[int, int]:
+    """(w, h) of a sequence's first frame."""
+    files = _frame_files(path)
+    if not files:
+        raise InputError(f"no JPEG/PNG frames in {path / 'frames'}")
+    h, w = cv2.imread(str(files[0]), cv2.IMREAD_COLOR).shape[:2]
+    return w, h
+
+
 def load_sequence(path: Path, size: tuple[int, int]) -> Sequence:
     """Reads every frame and mask of one sequence, resized to size = (w, h). Masks: any non-zero value is the object
     for binary masks, palette indices are kept."""
-    frame_files = sorted(p for p in (path / "frames").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    frame_files = _frame_files(path)
     frames, masks = [], []
     for frame_file in frame_files:
         mask_file = path / "masks" / (frame_file.stem + ".png")

@@ -19,13 +19,12 @@ from tqdm import tqdm
 
 from . import __version__
 from .backbone import load_imagenet
-from .data import JointSamples, Sequence, load_sequence, sequence_dirs
+from .data import JointSamples, Sequence, first_frame_size, load_sequence, sequence_dirs
 from .inference import Segmenter, model_size
 from .model import DELTA, STCNN, FrameDiscriminator, normalise
 from .weights import save_weights
 
 SIDE_WEIGHTS = (0.2, 0.3, 0.5, 1.0)  # side outputs at strides 32, 16, 8, 4
-DAVIS_SIZE = (854, 480)
 
 
 @dataclass
@@ -78,7 +77,7 @@ def to_batch(batch: dict[str, np.ndarray], device: torch.device) -> tuple[torch.
     )
 
 
-def validate(model: STCNN, sequences: list[Sequence], device: torch.device) -> dict:
+def validate(model: STCNN, sequences: list[Sequence], device: torch.device, size: tuple[int, int]) -> dict:
     """J&F on full-size ground truth, propagating from the first mask without online training."""
     import cv2
 
@@ -86,7 +85,7 @@ def validate(model: STCNN, sequences: list[Sequence], device: torch.device) -> d
     from .masks import read_mask
 
     model.eval()
-    segmenter = Segmenter(model, device, model_size(*DAVIS_SIZE))
+    segmenter = Segmenter(model, device, size)
     rows = []
     for seq in sequences:
         segmenter.reset()
@@ -180,6 +179,8 @@ class Trainer:
 
     def joint_step(self, samples: JointSamples) -> dict:
         progress = self.iteration / max(1, self.config.joint_iters)
+        if self.config.max_hours > 0:  # with a time limit, the schedule also decays by the clock
+            progress = min(1.0, max(progress, (time.time() - self.started) / (self.config.max_hours * 3600)))
         for group, base in zip(self.opt_joint.param_groups, self.base_lrs):  # warm-up, then cosine decay
             group["lr"] = (
                 base * min(1.0, (self.iteration + 1) / 200) * 0.5 * (1 + math.cos(math.pi * progress))
@@ -195,6 +196,7 @@ class Trainer:
         return {"loss": seg.item()}
 
     def run(self, train: list[Sequence], val: list[Sequence]) -> None:
+        size = (train[0].frames.shape[2], train[0].frames.shape[1])
         samples = JointSamples(train, self.config.crop, self.config.seed + self.iteration)
         self.model.train()
         for stage, total, step in (
@@ -225,7 +227,7 @@ class Trainer:
                     record.update(running)
                     if stage == "joint" and val:
                         try:
-                            record["val"] = validate(self.model, val, self.device)
+                            record["val"] = validate(self.model, val, self.device, size)
                             tqdm.write(
                                 f"[{stage} {self.iteration}] validation J&F {100 * record['val']['JF']:.1f}"
                             )
@@ -258,8 +260,8 @@ class Trainer:
 def train(config: TrainConfig, device: str = "auto", resume: bool = False) -> None:
     dev = pick_device(device)
     torch.set_float32_matmul_precision("high")
-    size = model_size(*DAVIS_SIZE)
     dirs = sequence_dirs(config.data)
+    size = model_size(*first_frame_size(dirs[0]))  # DAVIS: 854x480 -> 448x256
     unknown = set(config.val) - {d.name for d in dirs}
     if unknown:
         from .errors import InputError
