@@ -6,9 +6,18 @@ Errors the user can fix print one line (`stcnn: error: ...`) and exit with statu
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .errors import SegmentationError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is the same one line as every other error (usage stays on --help)."""
+
+    def error(self, message: str):
+        text = str(SegmentationError(message))  # escapes control characters: one line whatever was typed
+        self.exit(2, f"stcnn: error: {text} (see: {self.prog} --help)\n")
 
 
 def _segment(args: argparse.Namespace) -> None:
@@ -34,7 +43,7 @@ def _segment(args: argparse.Namespace) -> None:
         if bar is not None and bar.desc != p.stage:
             bar.close()
             bar = None
-        if p.stage == "done":
+        if p.stage in ("decode", "done"):  # decode is a 0/1 placeholder: a bar would precede any input error
             return
         if bar is None:
             unit = "it" if p.stage == "online training" else "frame"
@@ -53,6 +62,11 @@ def _segment(args: argparse.Namespace) -> None:
         f"(online training {t['online_training']:.1f} s, propagation {summary['propagation_fps']:.1f} frames/s, "
         f"total {t['total']:.1f} s on {summary['device']})"
     )
+    for retry in summary.get("retries", []):
+        size = "x".join(map(str, retry["internal_size"]))
+        print(
+            f"note: {retry['error']} on {retry['device']} at internal size {size}; retried, see summary.json"
+        )
 
 
 def _eval(args: argparse.Namespace) -> None:
@@ -89,7 +103,7 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="stcnn", description="STCNN video object segmentation")
+    top = _Parser(prog="stcnn", description="STCNN video object segmentation")
     sub = top.add_subparsers(dest="command", required=True)
 
     def model_options(p: argparse.ArgumentParser) -> None:
@@ -154,6 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stcnn: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # a bug, not the user's doing: still one line, the traceback only on request
+        if os.environ.get("STCNN_DEBUG"):
+            raise
+        text = str(SegmentationError(f"{error.__class__.__name__}: {error}"))
+        print(f"stcnn: error: internal error ({text}); rerun with STCNN_DEBUG=1 for details", file=sys.stderr)
+        return 1
     return 0
 
 

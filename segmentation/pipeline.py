@@ -8,13 +8,15 @@ beside OUT and renamed at the end, so OUT appears whole or not at all.
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 import platform
 import shutil
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import cv2
@@ -22,10 +24,11 @@ import numpy as np
 import torch
 
 from . import __version__
-from .errors import Cancelled, InputError
+from .errors import Cancelled, InputError, OutputError, SegmentationError
 from .inference import Segmenter, model_size
 from .masks import read_first_mask, write_mask
 from .online import budget_for, fine_tune
+from .paths import kind_of, user_path
 from .render import overlay
 from .train import pick_device
 from .trajectory import frame_rows, object_stats, read_csv, write_csv
@@ -33,6 +36,14 @@ from .video import VideoWriter, iter_frames, probe
 from .weights import load_model, weights_path
 
 STAGES = ("decode", "online training", "propagation", "encode", "done")
+# The overlay is for watching in a browser: 4K/8K sources are drawn at this long side (masks keep full size),
+# which keeps the encoder's memory and time bounded and the H.264 level playable everywhere.
+OVERLAY_LONG_SIDE = 1920
+
+# Fault injection for tests: when set, called as fault_hook(stage) at the start of online training and before
+# each frame's propagation ("online training", "propagation"); raising there (e.g. torch.cuda.OutOfMemoryError)
+# exercises the recovery paths without a GPU. None in normal use.
+fault_hook: Callable[[str], None] | None = None
 
 
 @dataclass
@@ -57,17 +68,99 @@ class Progress:
     preview: np.ndarray | None = field(default=None, repr=False)  # latest overlay frame, about once a second
 
 
+def _as_options(options) -> SegmentOptions:
+    """SegmentOptions, or a dict of its fields (as a JSON body gives them)."""
+    if options is None:
+        return SegmentOptions()
+    if isinstance(options, dict):
+        unknown = sorted(set(map(str, options)) - {f.name for f in fields(SegmentOptions)})
+        if unknown:
+            raise InputError(f"unknown option(s): {', '.join(unknown)}")
+        return SegmentOptions(**options)
+    if not isinstance(options, SegmentOptions):
+        raise InputError(f"options must be SegmentOptions or a dict, got {type(options).__name__}")
+    return options
+
+
+def _number(value, integral: bool = False) -> bool:
+    kind = numbers.Integral if integral else numbers.Real
+    return isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _check_options(options: SegmentOptions) -> None:
     from .online import PRESETS
 
-    if options.preset not in PRESETS:
+    if not isinstance(options.preset, str) or options.preset not in PRESETS:
         raise InputError(f"unknown preset {options.preset!r}: use one of {', '.join(PRESETS)}")
-    if options.device not in ("auto", "cpu", "cuda"):
+    if not isinstance(options.device, str) or options.device not in ("auto", "cpu", "cuda"):
         raise InputError(f"unknown device {options.device!r}: use auto, cpu or cuda")
-    if options.online_seconds is not None and not 0 <= options.online_seconds <= 3600:
-        raise InputError("online training seconds must be between 0 and 3600")
-    if not 64 <= options.short_side <= 1080:
-        raise InputError("internal resolution (short side) must be between 64 and 1080 pixels")
+    if options.online_seconds is not None and not (
+        _number(options.online_seconds) and 0 <= options.online_seconds <= 3600
+    ):
+        raise InputError(f"online training seconds must be in 0..3600, got {options.online_seconds!r}")
+    if options.fps is not None and not (_number(options.fps) and 0 < options.fps <= 1000):
+        raise InputError(f"fps must be a number above 0 and at most 1000, got {options.fps!r}")
+    if not (_number(options.short_side, integral=True) and 64 <= options.short_side <= 1080):
+        raise InputError(
+            f"internal resolution (short side) must be a whole number of pixels between 64 and 1080, "
+            f"got {options.short_side!r}"
+        )
+    for name in ("binarize", "overwrite", "gate"):
+        if not isinstance(getattr(options, name), bool):
+            raise InputError(f"option {name} must be true or false, got {getattr(options, name)!r}")
+    if options.weights is not None:
+        user_path(options.weights, "weights")
+
+
+def _hidden(out_dir: Path, kind: str) -> Path:
+    """A hidden sibling of OUT (".OUT.partial-1a2b3c4d"); a long OUT name is cut so this name fits too."""
+    stem = os.fsencode(out_dir.name)[:200].decode("utf-8", "ignore")
+    return out_dir.parent / f".{stem}.{kind}-{uuid.uuid4().hex[:8]}"
+
+
+def _check_out_dir(out_dir, overwrite: bool, inputs: tuple) -> Path:
+    """OUT as an absolute path, checked before anything is read; raises InputError or OutputError."""
+    # abspath folds "x/.." and "." into a real name, so the hidden siblings land beside OUT, not inside it.
+    path = Path(os.path.abspath(user_path(out_dir, "output folder")))
+    if path.parent == path:
+        raise InputError(f"output folder cannot be the root of the file system: {path}")
+    kind = kind_of(path)
+    if kind == "file":
+        raise InputError(f"output folder {path} exists and is a file, not a folder")
+    if kind == "folder":
+        if not overwrite:
+            raise InputError(f"output folder already exists: {path} (use --overwrite to replace it)")
+        for given in inputs:
+            given = Path(os.path.abspath(given))
+            if given == path or path in given.parents:
+                raise InputError(
+                    f"output folder {path} holds the input {given.name}; replacing it would delete that: "
+                    "choose another output folder"
+                )
+    try:  # prove the folder can be made before the model is loaded
+        path.parent.mkdir(parents=True, exist_ok=True)
+        trial = _hidden(path, "partial")
+        trial.mkdir()
+        trial.rmdir()
+    except OSError as e:
+        raise OutputError(f"cannot create the output folder {path}: {e.strerror or e}") from e
+    return path
+
+
+def overlay_size(width: int, height: int) -> tuple[int, int]:
+    """The overlay video's size: the video's own, or scaled down to OVERLAY_LONG_SIDE for 4K/8K."""
+    scale = OVERLAY_LONG_SIDE / max(width, height)
+    if scale >= 1:
+        return width, height
+    return max(2, round(width * scale)), max(2, round(height * scale))
+
+
+def _fallbacks(device: torch.device, short_side: int) -> list[tuple[torch.device, int]]:
+    """What to try, in order, after the GPU runs out of memory: a lower internal resolution, then the CPU."""
+    plans = [(device, short_side // 2)] if short_side // 2 >= 64 else []
+    if device.type == "cuda":
+        plans.append((torch.device("cpu"), short_side))
+    return plans
 
 
 def _device_name(device: torch.device) -> str:
@@ -86,29 +179,69 @@ def segment(
 ) -> dict:
     """Segments every frame of `video` from the objects in `first_mask`; returns the summary (also in
     OUT/summary.json). Raises InputError, WeightsError or Cancelled with a one-line message."""
-    options = options or SegmentOptions()
+    options = _as_options(options)
     _check_options(options)
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not options.overwrite:
-        raise InputError(f"output folder already exists: {out_dir} (use --overwrite to replace it)")
+    video, first_mask = user_path(video, "video"), user_path(first_mask, "mask")
+    out_dir = _check_out_dir(out_dir, options.overwrite, (video, first_mask))
     report = progress or (lambda p: None)
-    timings = {"decode": 0.0, "online_training": 0.0, "propagation": 0.0, "write_masks": 0.0, "render": 0.0}
     started = time.perf_counter()
 
     report(Progress("decode", 0, 1))
     info = probe(video, fps=options.fps)
     labels0 = read_first_mask(first_mask, size=(info.width, info.height), binarize=options.binarize)
-    object_ids = [int(i) for i in np.unique(labels0) if i]
     device = pick_device(options.device)
+    short_side = options.short_side
+    retries: list[dict] = []
+    while True:
+        try:
+            summary = _segment_once(
+                video, info, labels0, out_dir, options, device, short_side, report, cancel, started, retries
+            )
+            break
+        except torch.cuda.OutOfMemoryError as error:
+            plans = _fallbacks(device, short_side)
+            size = list(model_size(info.width, info.height, short_side))
+            if not plans:
+                raise SegmentationError(
+                    f"out of GPU memory at internal size {size[0]}x{size[1]} even after {len(retries)} retries"
+                ) from error
+            retries.append({"device": device.type, "internal_size": size, "error": "out of GPU memory"})
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            device, short_side = plans[0]
+        except MemoryError as error:
+            raise SegmentationError(
+                f"out of memory ({info.width}x{info.height} video); free memory or lower --size"
+            ) from error
+    report(Progress("done", summary["video"]["frame_count"], summary["video"]["frame_count"], 0.0))
+    return summary
+
+
+def _segment_once(
+    video: Path,
+    info,
+    labels0: np.ndarray,
+    out_dir: Path,
+    options: SegmentOptions,
+    device: torch.device,
+    short_side: int,
+    report: Callable[[Progress], None],
+    cancel: Callable[[], bool] | None,
+    started: float,
+    retries: list[dict],
+) -> dict:
+    """One attempt: loads the model on `device`, runs at `short_side` and publishes OUT."""
+    timings = {"decode": 0.0, "online_training": 0.0, "propagation": 0.0, "write_masks": 0.0, "render": 0.0}
+    object_ids = [int(i) for i in np.unique(labels0) if i]
     model, weights_meta = load_model(options.weights, device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
-    size = model_size(info.width, info.height, options.short_side)
+    size = model_size(info.width, info.height, short_side)
+    shown = overlay_size(info.width, info.height)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
-    (tmp / "masks").mkdir(parents=True)
+    tmp = _hidden(out_dir, "partial")
     try:
+        (tmp / "masks").mkdir(parents=True)
         frames = iter_frames(video, fps=options.fps)
         t = time.perf_counter()
         first = next(frames, None)
@@ -121,6 +254,9 @@ def segment(
         t = time.perf_counter()
         small_frame = cv2.resize(first, size, interpolation=cv2.INTER_AREA)
         small_labels = cv2.resize(labels0, size, interpolation=cv2.INTER_NEAREST)
+
+        if fault_hook:
+            fault_hook("online training")
 
         def online_progress(done: int, total: int) -> None:
             elapsed = time.perf_counter() - t
@@ -139,11 +275,13 @@ def segment(
         count = 0
         last_preview = 0.0
         propagation_started = time.perf_counter()
-        with VideoWriter(tmp / "overlay.mp4", info.width, info.height, info.fps) as writer:
+        with VideoWriter(tmp / "overlay.mp4", *shown, info.fps) as writer:
             frame = first
             while frame is not None:
                 if cancel and cancel():
                     raise Cancelled("run cancelled")
+                if fault_hook:
+                    fault_hook("propagation")
                 t = time.perf_counter()
                 labels = segmenter.step(frame, labels0 if count == 0 else None)
                 timings["propagation"] += time.perf_counter() - t
@@ -154,7 +292,13 @@ def segment(
                 timings["write_masks"] += time.perf_counter() - t
 
                 t = time.perf_counter()
-                drawn = overlay(frame, labels)
+                if shown == (info.width, info.height):
+                    drawn = overlay(frame, labels)
+                else:
+                    drawn = overlay(
+                        cv2.resize(frame, shown, interpolation=cv2.INTER_AREA),
+                        cv2.resize(labels, shown, interpolation=cv2.INTER_NEAREST),
+                    )
                 writer.write(drawn)
                 rows.extend(frame_rows(count, count / info.fps, labels, object_ids))
                 timings["render"] += time.perf_counter() - t
@@ -197,6 +341,9 @@ def segment(
                 },
                 "internal_size": list(size),
             },
+            "overlay_size": list(shown),
+            # Earlier attempts that ran out of GPU memory, each with the device and size it had.
+            "retries": retries,
             "device": _device_name(device),
             "options": asdict(options),
             "online_training": online,
@@ -208,19 +355,26 @@ def segment(
         }
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
         _publish(tmp, out_dir)
+    except OSError as error:
+        # Reads fail as InputError or WeightsError, so this is a write: disk full, file size limit, read-only.
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OutputError(f"cannot write the results to {out_dir}: {error.strerror or error}") from error
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    report(Progress("done", count, count, 0.0))
     return summary
 
 
 def _publish(tmp: Path, out_dir: Path) -> None:
     """Puts the finished folder in place; an old OUT (with --overwrite) is removed only after the new one is in."""
     if out_dir.exists():
-        old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
+        old = _hidden(out_dir, "old")
         out_dir.rename(old)
-        tmp.rename(out_dir)
+        try:
+            tmp.rename(out_dir)
+        except BaseException:
+            old.rename(out_dir)  # the earlier result stays where it was
+            raise
         shutil.rmtree(old, ignore_errors=True)
     else:
         tmp.rename(out_dir)
