@@ -1,4 +1,4 @@
-// Chunked uploads for <input type="file" data-upload-store="..." data-upload-progress="...">.
+// Chunked uploads for <div data-upload-store="..." data-upload-progress="..." data-accept="...">.
 // Each file goes to /api/uploads in 8 MB pieces (PUT ?offset=N), so a multi-gigabyte video never sits
 // in memory or in a base64 string; when it is complete the upload token lands in the dcc.Store.
 (function () {
@@ -57,11 +57,26 @@
     setProps(storeId, { data: { token: token, filename: file.name, size: file.size } });
   }
 
+  // Dash has no plain <input type=file>: put one into each placeholder div as it appears on a page.
+  function mountInputs() {
+    document.querySelectorAll("div[data-upload-store]:not([data-mounted])").forEach(function (holder) {
+      const input = document.createElement("input");
+      input.type = "file";
+      input.accept = holder.dataset.accept || "";
+      input.className = "form-control";
+      input.id = holder.id + "-input";
+      holder.appendChild(input);
+      holder.dataset.mounted = "1";
+    });
+  }
+  new MutationObserver(mountInputs).observe(document.documentElement, { childList: true, subtree: true });
+
   document.addEventListener("change", function (event) {
     const input = event.target;
-    if (!input.matches || !input.matches("input[type=file][data-upload-store]") || !input.files.length) { return; }
-    const progressId = input.dataset.uploadProgress;
-    upload(input.files[0], input.dataset.uploadStore, progressId).catch(function (error) {
+    const holder = input.parentElement;
+    if (input.type !== "file" || !holder || !holder.dataset.uploadStore || !input.files.length) { return; }
+    const progressId = holder.dataset.uploadProgress;
+    upload(input.files[0], holder.dataset.uploadStore, progressId).catch(function (error) {
       setProps(progressId, { value: 100, color: "danger", animated: false, label: "failed: " + error.message });
     });
   });

@@ -27,12 +27,12 @@ def trajectory(run: dict) -> pd.DataFrame:
     key = f"trajectory:{run['id']}:{_stamp(storage, run['id'])}"
     cached = context.cache.get(key)
     if cached is not None:
-        return pd.read_json(cached, orient="split")
+        return cached
     path = storage.result_dir(run["id"]) / "trajectory.csv"
     if not path.exists():
         return pd.DataFrame(columns=["frame", "time_s", "object_id", "x", "y", "area_px", "visible"])
     df = with_speed(read_csv(path), run["fps"] or 25.0)
-    context.cache.set(key, df.to_json(orient="split"))
+    context.cache.set(key, df)  # pickled by the file cache
     return df
 
 
@@ -63,7 +63,7 @@ def mask_iou(run_a: dict, run_b: dict) -> pd.DataFrame:
     key = f"iou:{run_a['id']}:{_stamp(storage, run_a['id'])}:{run_b['id']}:{_stamp(storage, run_b['id'])}"
     cached = context.cache.get(key)
     if cached is not None:
-        return pd.read_json(cached, orient="split")
+        return cached
     masks_a = sorted((storage.result_dir(run_a["id"]) / "masks").glob("*.png"))
     masks_b = {p.name: p for p in (storage.result_dir(run_b["id"]) / "masks").glob("*.png")}
     rows = []
@@ -81,5 +81,5 @@ def mask_iou(run_a: dict, run_b: dict) -> pd.DataFrame:
             iou = np.count_nonzero(in_a & in_b) / union if union else 1.0
             rows.append({"frame": frame, "object_id": str(object_id), "iou": iou})
     df = pd.DataFrame(rows, columns=["frame", "object_id", "iou"])
-    context.cache.set(key, df.to_json(orient="split"))
+    context.cache.set(key, df)  # pickled by the file cache
     return df

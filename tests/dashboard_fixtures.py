@@ -70,4 +70,5 @@ def wait_for_run(client, run_id, statuses=("done", "failed", "cancelled"), timeo
 def screenshot(driver, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     driver.set_window_size(1280, 800)
+    driver.execute_script("window.scrollTo(0, 0)")
     driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))

@@ -64,8 +64,9 @@ def scores_card(run: dict):
                 body
                 + [
                     dcc.Graph(id="score-graph", figure=figure, style=graph_style, config={"displayModeBar": False}),
-                    html.Input(id="gtadd-file", type="file", accept=".zip", className="form-control mt-2",
-                               **{"data-upload-store": "gtadd-upload", "data-upload-progress": "gtadd-progress"}),
+                    html.Div(id="gtadd-file", className="chunked-upload mt-2", **{
+                        "data-upload-store": "gtadd-upload", "data-upload-progress": "gtadd-progress",
+                        "data-accept": ".zip"}),
                     dbc.Progress(id="gtadd-progress", value=0, className="mt-1", style={"height": "0.9rem"}),
                     dcc.Store(id="gtadd-upload"),
                     html.Div(id="gtadd-result", className="mt-2"),

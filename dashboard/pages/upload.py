@@ -24,12 +24,15 @@ def _file_picker(kind: str, label: str, accept: str, help_text: str) -> html.Div
     return html.Div(
         [
             dbc.Label(label, html_for=f"{kind}-file", className="fw-semibold"),
-            html.Input(
+            # assets/upload.js puts an <input type=file> in here (Dash has no plain file input component).
+            html.Div(
                 id=f"{kind}-file",
-                type="file",
-                accept=accept,
-                className="form-control",
-                **{"data-upload-store": f"{kind}-upload", "data-upload-progress": f"{kind}-progress"},
+                className="chunked-upload",
+                **{
+                    "data-upload-store": f"{kind}-upload",
+                    "data-upload-progress": f"{kind}-progress",
+                    "data-accept": accept,
+                },
             ),  # fmt: skip
             dbc.Progress(
                 id=f"{kind}-progress", value=0, className="mt-2 upload-progress", style={"height": "1.1rem"}

@@ -1,0 +1,183 @@
+"""The pages in real headless Chromium (dash_duo), with real runs on a tiny clip.
+
+DASH_TEST_CHROMEPATH=/usr/bin/chromium .venv/bin/pytest --headless tests/test_pages.py
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from dashboard_fixtures import post_run, screenshot, storage_dir, tiny_clip, wait_for_run, weights  # noqa: F401
+from selenium.webdriver.common.by import By
+
+from dashboard.app import create_app
+
+TIMEOUT = 120
+
+
+def _wait(predicate, timeout=TIMEOUT, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _video_time(dash_duo, player_id):
+    return dash_duo.driver.execute_script(
+        "const v = document.querySelector(arguments[0] + ' video'); return v ? v.currentTime : null;",
+        f"#{player_id}",
+    )
+
+
+def _slider_value(dash_duo, slider_id):
+    handle = dash_duo.find_element(f"#{slider_id} [role=slider]")
+    return int(float(handle.get_attribute("aria-valuenow")))
+
+
+def _video_ready(dash_duo, player_id):
+    return dash_duo.driver.execute_script(
+        "const v = document.querySelector(arguments[0] + ' video'); return v && v.readyState >= 2 && v.duration > 0;",
+        f"#{player_id}",
+    )
+
+
+def _done_runs(storage_dir, clip, names):  # noqa: F811
+    """Finished runs made through the API of a first app instance (as if from an earlier session)."""
+    client = create_app().server.test_client()
+    ids = [post_run(client, clip, name=name).get_json()["id"] for name in names]
+    for run_id in ids:
+        assert wait_for_run(client, run_id)["status"] == "done"
+    return ids
+
+
+def test_a_whole_run_through_the_pages(dash_duo, storage_dir, tiny_clip):  # noqa: F811
+    dash_duo.start_server(create_app())
+    dash_duo.wait_for_text_to_equal("h1", "Follow objects through a video", timeout=10)
+    assert "Device:" in dash_duo.find_element("#device-found").text
+    screenshot(dash_duo.driver, "home")
+
+    dash_duo.driver.get(dash_duo.server_url + "/upload")
+    dash_duo.find_element("#run-name").send_keys("pages run")
+    dash_duo.find_element("#video-file input").send_keys(str(tiny_clip.video))
+    dash_duo.find_element("#mask-file input").send_keys(str(tiny_clip.mask))
+    dash_duo.wait_for_contains_text("#objects-found", "2 objects found", timeout=30)
+    dash_duo.find_element("#online-seconds").send_keys("0.5")
+    dash_duo.find_element("label[for='_dbcprivate_radioitems_preset_input_fast']").click()
+    dash_duo.find_element("#device").find_element(By.CSS_SELECTOR, "option[value='cpu']").click()
+    screenshot(dash_duo.driver, "upload")
+    dash_duo.find_element("#start-run").click()
+
+    _wait(lambda: "/run?id=" in dash_duo.driver.current_url, 15, "the run page")
+    run_id = dash_duo.driver.current_url.split("id=")[1]
+    # The tiny run may be over before we look: accept any live status, then wait for the end.
+    _wait(
+        lambda: dash_duo.find_element("#run-status-badge").text in ("queued", "running", "done"), 30, "status"
+    )
+    screenshot(dash_duo.driver, "run-progress")
+    dash_duo.wait_for_text_to_equal("#run-status-badge", "done", timeout=TIMEOUT)
+    screenshot(dash_duo.driver, "run-done")
+
+    dash_duo.find_element("#run-open").click()
+    _wait(lambda: "/player?id=" + run_id in dash_duo.driver.current_url, 10, "the player page")
+    _wait(lambda: _video_ready(dash_duo, "player"), 30, "the overlay video to load")
+    dash_duo.wait_for_contains_text("#frame-label", "Frame 0 / 9", timeout=10)
+    assert "object 1" in dash_duo.find_element("#frame-panel").text
+    screenshot(dash_duo.driver, "player")
+    assert dash_duo.get_logs() in ([], None)
+
+
+def _click_3d_point(dash_duo, graph_id, curve, point):
+    """Fire plotly_click on the WebGL scene as Plotly does for a click on that point (headless Chromium
+    has no GPU to pick 3D points with); dcc.Graph turns it into clickData like a real click."""
+    dash_duo.wait_for_element(f"#{graph_id} .main-svg", timeout=20)
+    dash_duo.driver.execute_script(
+        """
+        const gd = document.querySelector(arguments[0] + ' .js-plotly-plot');
+        const trace = gd.data[arguments[1]], i = arguments[2];
+        gd.emit('plotly_click', {points: [{curveNumber: arguments[1], pointNumber: i,
+            x: trace.x[i], y: trace.y[i], z: trace.z[i], data: trace, fullData: gd._fullData[arguments[1]]}]});
+        """,
+        f"#{graph_id}",
+        curve,
+        point,
+    )
+
+
+def test_clicking_a_trajectory_point_seeks_the_player_and_moves_the_slider(dash_duo, storage_dir, tiny_clip):  # noqa: F811
+    (run_id,) = _done_runs(storage_dir, tiny_clip, ["click run"])
+    dash_duo.start_server(create_app())
+    dash_duo.driver.get(f"{dash_duo.server_url}/player?id={run_id}")
+    _wait(lambda: _video_ready(dash_duo, "player"), 30, "the overlay video to load")
+    fps = 24.0
+    for frame in (7, 3, 0):  # 3/24 s is under one second: dash-player reads it as a fraction unless handled
+        _click_3d_point(dash_duo, "traj-3d", 0, frame)
+        _wait(
+            lambda f=frame: abs(_video_time(dash_duo, "player") - f / fps) < 1e-3,
+            10,
+            f"the player at frame {frame}",
+        )
+        _wait(lambda f=frame: _slider_value(dash_duo, "frame-slider") == f, 10, f"the slider at {frame}")
+        dash_duo.wait_for_contains_text("#frame-label", f"Frame {frame} / 9", timeout=5)
+    # And the other way: the slider seeks the player.
+    dash_duo.driver.execute_script(
+        "arguments[0].focus()", dash_duo.find_element("#frame-slider [role=slider]")
+    )
+    dash_duo.find_element("#frame-slider [role=slider]").send_keys("\ue014" * 5)  # arrow right x5
+    _wait(
+        lambda: abs(_video_time(dash_duo, "player") - 5 / fps) < 1e-3,
+        10,
+        "the player at frame 5 from the slider",
+    )
+    screenshot(dash_duo.driver, "player-after-click")
+
+    # The trajectory page: a real mouse click on a point of the 2D projections seeks its small player.
+    dash_duo.driver.get(f"{dash_duo.server_url}/trajectory?ids={run_id}")
+    _wait(lambda: _video_ready(dash_duo, "tp-player"), 30, "the small player to load")
+    points = dash_duo.driver.find_elements(By.CSS_SELECTOR, "#tp-2d .scatterlayer .trace .points path")
+    assert len(points) >= 10
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    ActionChains(dash_duo.driver).move_to_element(points[6]).click().perform()
+    _wait(lambda: abs(_video_time(dash_duo, "tp-player") - 6 / fps) < 1e-3, 10, "the small player at frame 6")
+    screenshot(dash_duo.driver, "trajectory")
+
+
+def test_the_gallery_lists_runs_after_a_restart_and_compares_two(dash_duo, storage_dir, tiny_clip):  # noqa: F811
+    first, second = _done_runs(storage_dir, tiny_clip, ["gallery one", "gallery two"])
+    dash_duo.start_server(create_app())  # a new app on the same storage: a restart
+    dash_duo.driver.get(dash_duo.server_url + "/gallery")
+    dash_duo.wait_for_element(f"#card-{first}", timeout=10)
+    dash_duo.wait_for_element(f"#card-{second}", timeout=10)
+    assert "gallery one" in dash_duo.find_element(f"#card-{first}").text
+    screenshot(dash_duo.driver, "gallery")
+
+    for run_id in (first, second):
+        dash_duo.find_element(f"#card-{run_id} input[type=checkbox]").click()
+    dash_duo.wait_for_text_to_equal("#compare-button", "Compare the 2 picked", timeout=5)
+    dash_duo.find_element("#compare-button").click()
+    _wait(lambda: "/compare?" in dash_duo.driver.current_url, 10, "the compare page")
+    dash_duo.wait_for_contains_text("#iou-mean", "Mean IoU", timeout=30)  # same video: masks compared
+    _wait(
+        lambda: _video_ready(dash_duo, "cmp-player-a") and _video_ready(dash_duo, "cmp-player-b"),
+        30,
+        "both players",
+    )
+    screenshot(dash_duo.driver, "compare")
+
+    dash_duo.driver.get(dash_duo.server_url + "/gallery")
+    dash_duo.wait_for_element(f"#card-{first}", timeout=10)
+    dash_duo.driver.find_element(By.CSS_SELECTOR, f"#card-{first} .btn-outline-danger").click()
+    dash_duo.driver.switch_to.alert.accept()
+    _wait(lambda: not dash_duo.driver.find_elements(By.CSS_SELECTOR, f"#card-{first}"), 10, "the card to go")
+    assert dash_duo.driver.find_elements(By.CSS_SELECTOR, f"#card-{second}")
+
+
+@pytest.mark.parametrize("path", ["/player?id=" + "0" * 32, "/run?id=nope", "/compare?a=1&b=2"])
+def test_unknown_ids_show_a_friendly_message(dash_duo, storage_dir, path):  # noqa: F811
+    dash_duo.start_server(create_app(start_runner=False))
+    dash_duo.driver.get(dash_duo.server_url + path)
+    dash_duo.wait_for_contains_text("h4", "No such", timeout=10)
