@@ -47,15 +47,20 @@ def _segment(args: argparse.Namespace) -> None:
             return
         if bar is None:
             unit = "it" if p.stage == "online training" else "frame"
-            bar = tqdm(total=p.total, desc=p.stage, unit=unit, dynamic_ncols=True)
+            # disable=None: no bars when stderr is not a terminal, so logs and pipes get only the one-line error.
+            bar = tqdm(total=p.total, desc=p.stage, unit=unit, dynamic_ncols=True, disable=None)
         bar.total = max(bar.total or 0, p.total)
         bar.update(p.done - bar.n)
 
     try:
         summary = segment(args.video, args.mask, args.out, options, progress)
-    finally:
+    except BaseException:
         if bar is not None:
+            bar.leave = False  # erase the unfinished bar: the error line is what the user needs to see
             bar.close()
+        raise
+    if bar is not None:
+        bar.close()
     t = summary["timings_s"]
     print(
         f"{summary['video']['frame_count']} frames, {len(summary['objects'])} object(s) -> {args.out}  "
