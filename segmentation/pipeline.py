@@ -143,7 +143,10 @@ def _check_out_dir(out_dir, overwrite: bool, inputs: tuple) -> Path:
         trial.mkdir()
         trial.rmdir()
     except OSError as e:
-        raise OutputError(f"cannot create the output folder {path}: {e.strerror or e}") from e
+        # mkdir says "File exists" when a parent is a file: name the file instead.
+        blocker = next((p for p in path.parents if os.path.lexists(p)), None)
+        why = f"{blocker} is a file, not a folder" if blocker and not blocker.is_dir() else e.strerror or e
+        raise OutputError(f"cannot create the output folder {path}: {why}") from e
     return path
 
 
