@@ -37,10 +37,11 @@ def _segment(args: argparse.Namespace) -> None:
         weights=args.weights,
     )
     bar: tqdm | None = None
+    bar_stage = ""  # kept here: a disabled tqdm (no terminal) has no .desc
 
     def progress(p) -> None:  # one bar per stage; the previous stage's bar is closed when the next starts
-        nonlocal bar
-        if bar is not None and bar.desc != p.stage:
+        nonlocal bar, bar_stage
+        if bar is not None and bar_stage != p.stage:
             bar.close()
             bar = None
         if p.stage in ("decode", "done"):  # decode is a 0/1 placeholder: a bar would precede any input error
@@ -49,6 +50,7 @@ def _segment(args: argparse.Namespace) -> None:
             unit = "it" if p.stage == "online training" else "frame"
             # disable=None: no bars when stderr is not a terminal, so logs and pipes get only the one-line error.
             bar = tqdm(total=p.total, desc=p.stage, unit=unit, dynamic_ncols=True, disable=None)
+            bar_stage = p.stage
         bar.total = max(bar.total or 0, p.total)
         bar.update(p.done - bar.n)
 
