@@ -138,6 +138,29 @@ def _open_video(path: Path) -> av.container.InputContainer:
     return container
 
 
+def _bmff_shortfall(path: Path) -> tuple[int, int] | None:
+    """(bytes its top-level boxes declare, bytes it has) for an MP4/MOV cut short; None when it is whole.
+
+    With the index at the front, a cut mp4 still probes and decodes all but its last frames without an error
+    (ffmpeg only logs "partial file"), so a few lost frames would pass as a shorter video: the box sizes tell.
+    """
+    size = path.stat().st_size
+    offset = 0
+    with open(path, "rb") as f:
+        for _ in range(10_000):  # real files have a handful of top-level boxes
+            if offset + 8 > size:
+                break
+            f.seek(offset)
+            header = f.read(16)
+            box = int.from_bytes(header[:4], "big")
+            if box == 1 and len(header) == 16:  # 64-bit size follows the type
+                box = int.from_bytes(header[8:16], "big")
+            if box < 8:  # 0 = "to the end of the file"; smaller is not a box: leave it to ffmpeg
+                return None
+            offset += box
+    return (offset, size) if offset > size else None
+
+
 def _stream_fps(stream) -> float:
     for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
         fps = float(rate) if rate else 0.0
@@ -148,6 +171,13 @@ def _stream_fps(stream) -> float:
 
 def _probe_file(path: Path) -> VideoInfo:
     with _open_video(path) as container:
+        if "mp4" in container.format.name.split(","):
+            shortfall = _bmff_shortfall(path)
+            if shortfall:
+                raise InputError(
+                    f"{path.name}: the file is truncated ({shortfall[1]} of {shortfall[0]} bytes); "
+                    "it was cut short while copying, downloading or recording"
+                )
         stream = container.streams.video[0]
         fps = _stream_fps(stream)
         # Decoding one frame proves the data is usable and gives the display rotation (frame side data).
