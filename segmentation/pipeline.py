@@ -208,7 +208,14 @@ def segment(
                 raise SegmentationError(
                     f"out of GPU memory at internal size {size[0]}x{size[1]} even after {len(retries)} retries"
                 ) from error
-            retries.append({"device": device.type, "internal_size": size, "error": "out of GPU memory"})
+            retries.append(
+                {
+                    "device": device.type,
+                    "short_side": short_side,
+                    "internal_size": size,
+                    "error": "out of GPU memory",
+                }
+            )
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             device, short_side = plans[0]
