@@ -6,6 +6,7 @@ gunicorn "dashboard.app:server"      (the app object is created on first import 
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import dash
@@ -95,10 +96,13 @@ class _LazyServer:
     tests import this module too)."""
 
     _app = None
+    _lock = threading.Lock()
 
     def __call__(self, environ, start_response):
         if _LazyServer._app is None:
-            _LazyServer._app = create_app()
+            with _LazyServer._lock:  # gthread workers: the first requests may arrive together
+                if _LazyServer._app is None:
+                    _LazyServer._app = create_app()
         return _LazyServer._app.server(environ, start_response)
 
 

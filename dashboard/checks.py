@@ -40,3 +40,12 @@ def check_inputs(video: Path, mask: Path, binarize: bool = False) -> tuple[dict,
         "objects": objects,
     }
     return facts, png.getvalue()
+
+
+def user_message(error: Exception, names: dict) -> str:
+    """The engine's one-line message with our storage paths replaced by names the user knows (their file
+    names), so no server path leaks into the page and the message still says which file is wrong."""
+    text = str(error)
+    for path, name in sorted(names.items(), key=lambda item: -len(str(item[0]))):
+        text = text.replace(str(path), name)
+    return text

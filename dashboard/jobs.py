@@ -157,11 +157,11 @@ def run_job(run_id: str, storage: Storage, worker: str | None = None) -> str:
         try:
             evaluate_run(storage, run_id)
         except SegmentationError as exc:  # bad ground truth must not throw the segmentation away
-            error = f"Ground truth not scored: {exc}"
+            error = f"Ground truth not scored: {_message(exc, storage, run)}"
     except Cancelled:
         status, error = "cancelled", "Cancelled by the user."
     except SegmentationError as exc:
-        status, error = "failed", str(exc)
+        status, error = "failed", _message(exc, storage, run)
     except Exception as exc:  # a bug or a crash below us: keep the run and say what happened
         log.exception("run %s failed", run_id)
         with storage.log_path(run_id).open("a") as out:
@@ -179,6 +179,17 @@ def run_job(run_id: str, storage: Storage, worker: str | None = None) -> str:
 def reporter_progress(storage: Storage, run_id: str) -> float:
     run = storage.find_run(run_id)
     return run["progress"] if run else 0.0
+
+
+def _message(error: Exception, storage: Storage, run: dict) -> str:
+    from dashboard.checks import user_message
+
+    run_id = run["id"]
+    return user_message(error, {
+        storage.input_video(run_id): run["video_name"] or "the video", storage.input_mask(run_id): "the mask",
+        storage.gt_dir(run_id): "the ground truth", storage.result_dir(run_id) / "masks": "the run's masks",
+        storage.run_dir(run_id): "the run folder",
+    })  # fmt: skip
 
 
 def _model_name(model) -> str | None:

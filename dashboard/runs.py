@@ -5,7 +5,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from dashboard.checks import check_inputs
+from dashboard.checks import check_inputs, user_message
 from dashboard.storage import Storage
 
 PRESETS = ("fast", "balanced", "quality")
@@ -65,8 +65,13 @@ def start_run(
     gt_zip: Path | None = None,
 ) -> str:
     """Check the inputs (raises the engine's InputError with a readable message), store them, queue the run."""
+    from segmentation.errors import SegmentationError
+
     options = options or {}
-    _facts, check_png = check_inputs(video, mask, binarize=options.get("binarize", False))
+    try:
+        _facts, check_png = check_inputs(video, mask, binarize=options.get("binarize", False))
+    except SegmentationError as exc:
+        raise type(exc)(user_message(exc, {video: video_name, mask: "the mask"})) from None
     if gt_zip is not None and not zipfile.is_zipfile(gt_zip):
         raise BadRequest("The ground truth must be a .zip of PNG masks (00000.png, 00001.png, ...).")
     run_id = storage.create_run(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import zipfile
 
 import numpy as np
@@ -135,3 +136,47 @@ def test_runs_survive_a_restart_and_interrupted_ones_are_queued_again(storage_di
     restarted = create_app()  # its runner finds the orphan, queues it again and runs it
     run = wait_for_run(restarted.server.test_client(), run_id)
     assert run["status"] == "done", run["error"]
+
+
+def test_a_failed_run_says_why_keeps_its_inputs_and_runs_again(client, tiny_clip, weights, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("STCNN_WEIGHTS", str(weights.parent / "missing.pt"))  # the job process inherits it
+    run_id = post_run(client, tiny_clip).get_json()["id"]
+    run = wait_for_run(client, run_id)
+    assert run["status"] == "failed" and "weights not found" in run["error"]
+    monkeypatch.setenv("STCNN_WEIGHTS", str(weights))
+    assert client.post(f"/api/runs/{run_id}/rerun").status_code == 202
+    run = wait_for_run(client, run_id)
+    assert run["status"] == "done" and run["error"] is None
+
+
+def test_cancelling_a_running_run_stops_it(client, tiny_clip):  # noqa: F811
+    run_id = post_run(client, tiny_clip, preset="quality", online_seconds="120").get_json()["id"]
+    wait_for_run(client, run_id, statuses=("running",))
+    assert client.post(f"/api/runs/{run_id}/cancel").status_code == 200
+    run = wait_for_run(client, run_id, timeout=30)
+    assert run["status"] == "cancelled" and run["finished_at"]
+
+
+def test_engine_messages_name_the_users_file_not_server_paths(client, tiny_clip, storage_dir, tmp_path):  # noqa: F811
+    not_png = tmp_path / "mask.png"
+    not_png.write_text("not an image")
+    with open(tiny_clip.video, "rb") as video, open(not_png, "rb") as mask:
+        answer = client.post("/api/runs", data={"video": (video, "clip.mp4"), "mask": (mask, "m.png")})
+    assert answer.status_code == 400
+    assert str(storage_dir) not in answer.get_json()["error"]
+
+
+def test_the_first_start_queues_a_demo_run_once(storage_dir):  # noqa: F811
+    app = create_app(seed_demo=True, start_runner=False)  # the demo's segmentation itself is like any run's
+    client = app.server.test_client()
+    deadline = time.monotonic() + 30
+    while not (runs := client.get("/api/runs").get_json()["runs"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    (demo,) = runs
+    assert demo["name"].startswith("Demo") and demo["status"] == "queued"
+    storage = app.server.extensions["stcnn"].storage
+    assert storage.gt_zip(demo["id"]).exists()  # scored with J&F once done
+    assert client.get(f"/api/runs/{demo['id']}/files/check").mimetype == "image/png"
+    create_app(seed_demo=True, start_runner=False)  # a second start does not queue another
+    time.sleep(1)
+    assert len(client.get("/api/runs").get_json()["runs"]) == 1

@@ -199,6 +199,7 @@ def register_callbacks(app) -> None:
         import shutil
         import zipfile
 
+        from dashboard.checks import user_message
         from dashboard.jobs import evaluate_run
         from dashboard.storage import Storage
         from segmentation.errors import SegmentationError
@@ -215,6 +216,10 @@ def register_callbacks(app) -> None:
         try:
             scores = evaluate_run(storage, run_id)
         except SegmentationError as exc:
-            return dbc.Alert(str(exc), color="danger")
+            names = {
+                storage.gt_dir(run_id): "the ground truth",
+                storage.result_dir(run_id) / "masks": "the run's masks",
+            }
+            return dbc.Alert(user_message(exc, names), color="danger")
         return dbc.Alert([f"J&F {scores['jf']:.3f} (J {scores['j']:.3f}, F {scores['f']:.3f}). ",
                           html.A("Reload to see the per-frame chart.", href=f"/player?id={run_id}")], color="success")  # fmt: skip

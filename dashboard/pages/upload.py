@@ -12,7 +12,7 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, State, dcc, html, no_update
 
 from dashboard import ui
-from dashboard.checks import check_inputs
+from dashboard.checks import check_inputs, user_message
 from dashboard.context import ctx
 from dashboard.runs import BadRequest, parse_options, start_run
 from dashboard.storage import RunNotFound
@@ -164,13 +164,14 @@ def register_callbacks(app) -> None:
         from segmentation.errors import SegmentationError
 
         try:
-            facts, png = check_inputs(storage.upload_path(video["token"]), storage.upload_path(mask["token"]),
-                                      binarize=bool(binarize))  # fmt: skip
+            video_path, mask_path = storage.upload_path(video["token"]), storage.upload_path(mask["token"])
+            facts, png = check_inputs(video_path, mask_path, binarize=bool(binarize))
         except RunNotFound:
             return dbc.Alert("The upload expired; pick the file again.", color="warning"), True
         except SegmentationError as exc:
+            message = user_message(exc, {video_path: video["filename"], mask_path: mask["filename"]})
             return dbc.Alert(
-                [html.Strong("This will not work: "), str(exc)], color="danger", id="check-error"
+                [html.Strong("This will not work: "), message], color="danger", id="check-error"
             ), True
         from segmentation.masks import color_of
 
