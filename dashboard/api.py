@@ -88,7 +88,7 @@ def create_run():
             run_id = start_run(
                 storage, ctx().runner,
                 video=Path(video.stream.name), video_name=video.filename or "video.mp4",
-                mask=Path(mask.stream.name), name=request.form.get("name", ""),
+                mask=Path(mask.stream.name), mask_name=mask.filename or "the mask", name=request.form.get("name", ""),
                 options=parse_options(request.form),
                 gt_zip=Path(files["gt"].stream.name) if "gt" in files else None,
             )  # fmt: skip

@@ -48,4 +48,6 @@ def user_message(error: Exception, names: dict) -> str:
     text = str(error)
     for path, name in sorted(names.items(), key=lambda item: -len(str(item[0]))):
         text = text.replace(str(path), name)
+    for path, name in names.items():  # some messages give only the file's own name
+        text = text.replace(Path(path).name, name)
     return text

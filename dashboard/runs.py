@@ -60,6 +60,7 @@ def start_run(
     video: Path,
     video_name: str,
     mask: Path,
+    mask_name: str = "the mask",
     name: str = "",
     options: dict | None = None,
     gt_zip: Path | None = None,
@@ -71,7 +72,7 @@ def start_run(
     try:
         _facts, check_png = check_inputs(video, mask, binarize=options.get("binarize", False))
     except SegmentationError as exc:
-        raise type(exc)(user_message(exc, {video: video_name, mask: "the mask"})) from None
+        raise type(exc)(user_message(exc, {video: video_name, mask: mask_name})) from None
     if gt_zip is not None and not zipfile.is_zipfile(gt_zip):
         raise BadRequest("The ground truth must be a .zip of PNG masks (00000.png, 00001.png, ...).")
     run_id = storage.create_run(

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+__all__ = ["weights", "tiny_clip", "storage_dir"]  # the fixtures, for `import *` in test modules
+
 # The engine's fastest settings: a 96x64, 10-frame clip segments in a few seconds on a CPU.
 FAST_OPTIONS = {"preset": "fast", "online_seconds": "0.5", "device": "cpu"}
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-results" / "screenshots"

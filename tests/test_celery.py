@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from dashboard_fixtures import post_run, storage_dir, tiny_clip, wait_for_run, weights  # noqa: F401
+from dashboard_fixtures import *  # noqa: F403 - the fixtures: weights, tiny_clip, storage_dir
+from dashboard_fixtures import post_run, wait_for_run
 
 from dashboard.app import create_app
 
@@ -67,7 +68,7 @@ def redis_url(tmp_path):
 
 
 @pytest.fixture
-def celery_worker(redis_url, storage_dir, tmp_path, monkeypatch):  # noqa: F811
+def celery_worker(redis_url, storage_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("REDIS_URL", redis_url)
     log = (tmp_path / "celery.log").open("w")
     celery = Path(sys.executable).with_name("celery")
@@ -81,7 +82,7 @@ def celery_worker(redis_url, storage_dir, tmp_path, monkeypatch):  # noqa: F811
     log.close()
 
 
-def test_a_run_goes_through_redis_and_a_celery_worker(celery_worker, tiny_clip, tmp_path):  # noqa: F811
+def test_a_run_goes_through_redis_and_a_celery_worker(celery_worker, tiny_clip, tmp_path):
     app = create_app()
     assert type(app.server.extensions["stcnn"].runner).__name__ == "CeleryRunner"
     client = app.server.test_client()

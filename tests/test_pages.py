@@ -8,7 +8,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from dashboard_fixtures import post_run, screenshot, storage_dir, tiny_clip, wait_for_run, weights  # noqa: F401
+from dashboard_fixtures import *  # noqa: F403 - the fixtures: weights, tiny_clip, storage_dir
+from dashboard_fixtures import post_run, screenshot, wait_for_run
 from selenium.webdriver.common.by import By
 
 from dashboard.app import create_app
@@ -45,7 +46,7 @@ def _video_ready(dash_duo, player_id):
     )
 
 
-def _done_runs(storage_dir, clip, names):  # noqa: F811
+def _done_runs(storage_dir, clip, names):
     """Finished runs made through the API of a first app instance (as if from an earlier session)."""
     client = create_app().server.test_client()
     ids = [post_run(client, clip, name=name).get_json()["id"] for name in names]
@@ -54,7 +55,7 @@ def _done_runs(storage_dir, clip, names):  # noqa: F811
     return ids
 
 
-def test_a_whole_run_through_the_pages(dash_duo, storage_dir, tiny_clip):  # noqa: F811
+def test_a_whole_run_through_the_pages(dash_duo, storage_dir, tiny_clip):
     dash_duo.start_server(create_app())
     dash_duo.wait_for_text_to_equal("h1", "Follow objects through a video", timeout=10)
     assert "Device:" in dash_duo.find_element("#device-found").text
@@ -107,7 +108,7 @@ def _click_3d_point(dash_duo, graph_id, curve, point):
     )
 
 
-def test_clicking_a_trajectory_point_seeks_the_player_and_moves_the_slider(dash_duo, storage_dir, tiny_clip):  # noqa: F811
+def test_clicking_a_trajectory_point_seeks_the_player_and_moves_the_slider(dash_duo, storage_dir, tiny_clip):
     (run_id,) = _done_runs(storage_dir, tiny_clip, ["click run"])
     dash_duo.start_server(create_app())
     dash_duo.driver.get(f"{dash_duo.server_url}/player?id={run_id}")
@@ -146,7 +147,7 @@ def test_clicking_a_trajectory_point_seeks_the_player_and_moves_the_slider(dash_
     screenshot(dash_duo.driver, "trajectory")
 
 
-def test_the_gallery_lists_runs_after_a_restart_and_compares_two(dash_duo, storage_dir, tiny_clip):  # noqa: F811
+def test_the_gallery_lists_runs_after_a_restart_and_compares_two(dash_duo, storage_dir, tiny_clip):
     first, second = _done_runs(storage_dir, tiny_clip, ["gallery one", "gallery two"])
     dash_duo.start_server(create_app())  # a new app on the same storage: a restart
     dash_duo.driver.get(dash_duo.server_url + "/gallery")
@@ -177,7 +178,48 @@ def test_the_gallery_lists_runs_after_a_restart_and_compares_two(dash_duo, stora
 
 
 @pytest.mark.parametrize("path", ["/player?id=" + "0" * 32, "/run?id=nope", "/compare?a=1&b=2"])
-def test_unknown_ids_show_a_friendly_message(dash_duo, storage_dir, path):  # noqa: F811
+def test_unknown_ids_show_a_friendly_message(dash_duo, storage_dir, path):
     dash_duo.start_server(create_app(start_runner=False))
     dash_duo.driver.get(dash_duo.server_url + path)
     dash_duo.wait_for_contains_text("h4", "No such", timeout=10)
+
+
+def test_a_wrong_mask_is_caught_before_starting_and_the_video_is_kept(
+    dash_duo, storage_dir, tiny_clip, tmp_path
+):
+    import numpy as np
+    from PIL import Image
+
+    black = tmp_path / "empty-mask.png"
+    Image.fromarray(np.zeros((64, 96), np.uint8)).save(black)
+    dash_duo.start_server(create_app(start_runner=False))
+    dash_duo.driver.get(dash_duo.server_url + "/upload")
+    dash_duo.find_element("#video-file input").send_keys(str(tiny_clip.video))
+    dash_duo.find_element("#mask-file input").send_keys(str(black))
+    dash_duo.wait_for_contains_text("#check-error", "no object", timeout=30)
+    message = dash_duo.find_element("#check-error").text
+    assert str(storage_dir) not in message and ".part" not in message and "empty-mask.png" in message
+    assert not dash_duo.find_element("#start-run").is_enabled()
+    screenshot(dash_duo.driver, "upload-bad-mask")
+    # Only the mask is picked again: the uploaded video is still there.
+    dash_duo.find_element("#mask-file input").send_keys(str(tiny_clip.mask))
+    dash_duo.wait_for_contains_text("#objects-found", "2 objects found", timeout=30)
+    assert dash_duo.find_element("#start-run").is_enabled()
+
+
+def test_ground_truth_added_on_the_player_page_is_scored(dash_duo, storage_dir, tiny_clip, tmp_path):
+    import zipfile
+
+    (run_id,) = _done_runs(storage_dir, tiny_clip, ["scored run"])
+    gt_zip = tmp_path / "gt.zip"
+    with zipfile.ZipFile(gt_zip, "w") as archive:
+        for png in sorted(tiny_clip.gt_dir.glob("*.png")):
+            archive.write(png, f"gt/{png.name}")
+    dash_duo.start_server(create_app())
+    dash_duo.driver.get(f"{dash_duo.server_url}/player?id={run_id}")
+    dash_duo.find_element("#gtadd-file input").send_keys(str(gt_zip))
+    dash_duo.wait_for_contains_text("#gtadd-result", "J&F", timeout=60)  # a background callback scored it
+    dash_duo.driver.refresh()
+    dash_duo.wait_for_element("#scores-overall", timeout=15)
+    dash_duo.wait_for_element("#score-graph .main-svg", timeout=15)
+    screenshot(dash_duo.driver, "player-scores")

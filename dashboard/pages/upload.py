@@ -219,7 +219,7 @@ def register_callbacks(app) -> None:
             run_id = start_run(
                 storage, ctx().runner,
                 video=storage.upload_path(video["token"]), video_name=video["filename"],
-                mask=storage.upload_path(mask["token"]), name=name or "", options=options,
+                mask=storage.upload_path(mask["token"]), mask_name=mask["filename"], name=name or "", options=options,
                 gt_zip=storage.upload_path(gt["token"]) if gt else None,
             )  # fmt: skip
         except (SegmentationError, BadRequest) as exc:
