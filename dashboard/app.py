@@ -6,7 +6,6 @@ gunicorn "dashboard.app:server"      (the app object is created on first import 
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 
 import dash
@@ -91,19 +90,11 @@ def create_app(storage_root=None, *, start_runner: bool = True, seed_demo: bool 
     return app
 
 
-class _LazyServer:
-    """`dashboard.app:server` for gunicorn without building an app at import time (the Celery worker and the
-    tests import this module too)."""
-
-    _app = None
-    _lock = threading.Lock()
-
-    def __call__(self, environ, start_response):
-        if _LazyServer._app is None:
-            with _LazyServer._lock:  # gthread workers: the first requests may arrive together
-                if _LazyServer._app is None:
-                    _LazyServer._app = create_app()
-        return _LazyServer._app.server(environ, start_response)
-
-
-server = _LazyServer()
+def __getattr__(name: str):
+    """`dashboard.app:server` for gunicorn: the app is built when gunicorn asks for `server` (in the worker's
+    main thread, where Dash's page registration works), not on import (the Celery worker and tests import
+    this module too)."""
+    if name == "server":
+        globals()["server"] = create_app().server
+        return globals()["server"]
+    raise AttributeError(name)
