@@ -167,6 +167,10 @@ def test_the_gallery_lists_runs_after_a_restart_and_compares_two(dash_duo, stora
         30,
         "both players",
     )
+    _click_3d_point(dash_duo, "cmp-3d", 0, 4)  # both players go to frame 4, in step
+    for player in ("cmp-player-a", "cmp-player-b"):
+        _wait(lambda p=player: abs(_video_time(dash_duo, p) - 4 / 24) < 1e-3, 10, f"{player} at frame 4")
+    _wait(lambda: _slider_value(dash_duo, "cmp-slider") == 4, 10, "the shared slider at 4")
     screenshot(dash_duo.driver, "compare")
 
     dash_duo.driver.get(dash_duo.server_url + "/gallery")
@@ -223,3 +227,15 @@ def test_ground_truth_added_on_the_player_page_is_scored(dash_duo, storage_dir, 
     dash_duo.wait_for_element("#scores-overall", timeout=15)
     dash_duo.wait_for_element("#score-graph .main-svg", timeout=15)
     screenshot(dash_duo.driver, "player-scores")
+
+
+def test_a_large_video_is_sent_in_chunks_with_progress(dash_duo, storage_dir, tiny_clip, tmp_path):
+    big = tmp_path / "big.mp4"
+    big.write_bytes(tiny_clip.video.read_bytes() + b"\0" * (20 * 1024 * 1024))  # 3 chunks of 8 MB
+    dash_duo.start_server(create_app(start_runner=False))
+    dash_duo.driver.get(dash_duo.server_url + "/upload")
+    dash_duo.find_element("#video-file input").send_keys(str(big))
+    dash_duo.wait_for_text_to_equal("#video-progress .progress-bar", "uploaded", timeout=60)
+    parts = list((storage_dir / "uploads").glob("*.part"))
+    assert [p.stat().st_size for p in parts] == [big.stat().st_size]
+    assert parts[0].read_bytes() == big.read_bytes()
