@@ -108,6 +108,8 @@ def fine_tune(
             pool_features.append(model.backbone(x))
             pool_temporal.append(temporal)
             pool_labels.append(pair_labels)
+            if progress:  # lets the caller cancel while the pool is built, before the first iteration
+                progress(0, budget.iterations)
             if time.perf_counter() - started > budget.seconds / 3:
                 break  # a slow machine trains on fewer images rather than overrunning the budget
     parameters = list(model.decoder.parameters())
