@@ -15,7 +15,6 @@ import pandas as pd
 
 from segmentation.benchmark import PeakMemory
 from segmentation.pipeline import SegmentOptions, segment
-from segmentation.runtime import tune_allocator
 from segmentation.synthetic import make_clip
 
 
@@ -23,7 +22,6 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--lengths", type=int, nargs="+", default=[30, 120, 240])
     args = parser.parse_args()
-    tune_allocator()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.lengths:

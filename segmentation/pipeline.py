@@ -30,6 +30,7 @@ from .masks import read_first_mask, write_mask
 from .online import budget_for, fine_tune
 from .paths import kind_of, user_path
 from .render import overlay
+from .runtime import tune_allocator
 from .train import pick_device
 from .trajectory import frame_rows, object_stats, read_csv, write_csv
 from .video import VideoWriter, iter_frames, probe
@@ -183,6 +184,7 @@ def segment(
     """Segments every frame of `video` from the objects in `first_mask`; returns the summary (also in
     OUT/summary.json). Raises InputError, WeightsError or Cancelled with a one-line message."""
     options = _as_options(options)
+    tune_allocator()  # process-wide and idempotent: every entry point (CLI, dashboard job, Celery) gets it
     _check_options(options)
     video, first_mask = user_path(video, "video"), user_path(first_mask, "mask")
     out_dir = _check_out_dir(out_dir, options.overwrite, (video, first_mask))
