@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -51,11 +52,37 @@ def save_jpeg(image, path: Path, max_width: int | None = None) -> None:
     os.replace(tmp, path)
 
 
+class _Heartbeat:
+    """A thread that tells the index this worker is alive while it holds the run, so a worker killed
+    with -9 (which records nothing) is noticed by the stale-run check (Storage.fail_stale)."""
+
+    def __init__(self, storage: Storage, run_id: str, worker: str, every_s: float):
+        self.stop = threading.Event()
+        self.thread = threading.Thread(
+            target=self._beat, args=(storage, run_id, worker, every_s), name="stcnn-heartbeat", daemon=True
+        )
+
+    def _beat(self, storage, run_id, worker, every_s) -> None:
+        while not self.stop.wait(every_s):
+            try:
+                if not storage.heartbeat(run_id, worker):
+                    return  # the run is no longer ours (finished, deleted, given up for dead)
+            except Exception:  # a locked or full database now and then must not end the run
+                log.warning("heartbeat for %s failed", run_id, exc_info=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc):
+        self.stop.set()
+
+
 class _Reporter:
     """Engine progress -> the runs index (throttled: the page polls once a second anyway)."""
 
-    def __init__(self, storage: Storage, run_id: str):
-        self.storage, self.run_id = storage, run_id
+    def __init__(self, storage: Storage, run_id: str, worker: str):
+        self.storage, self.run_id, self.worker = storage, run_id, worker
         self.last_write = self.last_preview = self.last_cancel_check = 0.0
         self.last_stage: str | None = None
         self.cancelled = False
@@ -83,7 +110,8 @@ class _Reporter:
         now = time.monotonic()
         if not self.cancelled and now - self.last_cancel_check > 0.5:
             self.last_cancel_check = now
-            self.cancelled = self.storage.cancel_requested(self.run_id)
+            # Cancelled, deleted, or given up for dead and rerun elsewhere: stop either way.
+            self.cancelled = not self.storage.holds(self.run_id, self.worker)
         return self.cancelled
 
 
@@ -115,23 +143,37 @@ def evaluate_run(storage: Storage, run_id: str) -> dict | None:
     return overall
 
 
-def run_job(run_id: str, storage: Storage, worker: str | None = None) -> str:
-    """Segment one run and record the outcome; returns the final status. Never raises for a bad run."""
-    from segmentation.errors import Cancelled, SegmentationError
-    from segmentation.pipeline import SegmentOptions, segment
-    from segmentation.video import probe
+def run_job(run_id: str, storage: Storage, worker: str | None = None, claimed: bool = False) -> str:
+    """Segment one run and record the outcome; returns the final status. Never raises for a bad run.
+
+    claimed: the caller (the local runner) has already moved the run to 'running' for this process.
+    Otherwise (Celery) the run must still be queued: a message delivered again after a worker died finds it
+    running or failed and leaves it alone, so a run is never executed twice at once.
+    """
+    from dashboard.config import load_settings
 
     worker = worker or f"local:{socket.gethostname()}:{os.getpid()}"
     run = storage.get_run(run_id)
     if run["status"] == "queued":
         if not storage.claim(run_id, worker):
             return storage.get_run(run_id)["status"]
-    elif run["status"] != "running":
-        return run["status"]  # cancelled or deleted while waiting in the queue
+    elif run["status"] != "running" or not claimed:
+        return run["status"]  # cancelled or deleted while waiting, or someone else's
     storage.update_run(run_id, worker=worker)
+    with _Heartbeat(storage, run_id, worker, load_settings().heartbeat_s):
+        status = _execute(storage, run, worker)
+    return status
 
-    reporter = _Reporter(storage, run_id)
+
+def _execute(storage: Storage, run: dict, worker: str) -> str:
+    from segmentation.errors import Cancelled, SegmentationError
+    from segmentation.pipeline import SegmentOptions, segment
+    from segmentation.video import probe
+
+    run_id = run["id"]
+    reporter = _Reporter(storage, run_id, worker)
     started = time.time()
+    notes: list[str] = []
     try:
         video = storage.input_video(run_id)
         info = probe(video)
@@ -152,24 +194,36 @@ def run_job(run_id: str, storage: Storage, worker: str | None = None) -> str:
             frame_count=summary.get("video", {}).get("frame_count", info.frame_count),
             fps=summary.get("video", {}).get("fps", info.fps),
         )  # fmt: skip
-        write_thumbnail(storage, run_id)
-        status, error = "done", None
+        status = "done"  # the result folder is complete: nothing after this may lose it
+        try:
+            write_thumbnail(storage, run_id)
+        except Exception as exc:  # e.g. disk full: the gallery shows a placeholder instead
+            log.warning("run %s: no thumbnail", run_id, exc_info=True)
+            notes.append(f"No thumbnail ({_message(exc, storage, run)}).")
         try:
             evaluate_run(storage, run_id)
         except SegmentationError as exc:  # bad ground truth must not throw the segmentation away
-            error = f"Ground truth not scored: {_message(exc, storage, run)}"
+            notes.append(f"Ground truth not scored: {_message(exc, storage, run)}")
+        except Exception as exc:
+            log.warning("run %s: ground truth not scored", run_id, exc_info=True)
+            notes.append(f"Ground truth not scored ({type(exc).__name__}): {_message(exc, storage, run)}")
+        error = " ".join(notes) or None
     except Cancelled:
         status, error = "cancelled", "Cancelled by the user."
     except SegmentationError as exc:
         status, error = "failed", _message(exc, storage, run)
     except Exception as exc:  # a bug or a crash below us: keep the run and say what happened
         log.exception("run %s failed", run_id)
-        with storage.log_path(run_id).open("a") as out:
-            traceback.print_exc(file=out)
-        status, error = "failed", f"Unexpected error ({type(exc).__name__}): {exc}"
+        try:
+            with storage.log_path(run_id).open("a") as out:
+                traceback.print_exc(file=out)
+        except OSError:  # the disk may be what failed
+            pass
+        status, error = "failed", f"Unexpected error ({type(exc).__name__}): {_message(exc, storage, run)}"
     finished = time.time()
-    storage.update_run(
-        run_id, status=status, error=error, stage="done" if status == "done" else None,
+    # Only while the run is still ours: a rerun or the stale-run check may have taken it meanwhile.
+    storage.finish(
+        run_id, worker, status=status, error=error, stage="done" if status == "done" else None,
         progress=1.0 if status == "done" else reporter_progress(storage, run_id), eta_s=None,
         run_time_s=round(finished - started, 2), finished_at=finished, cancel_requested=0,
     )  # fmt: skip
@@ -200,8 +254,13 @@ def main(argv: list[str] | None = None) -> int:
     from dashboard.config import load_settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    from dashboard.storage import is_run_id
+
     (run_id,) = argv if argv is not None else sys.argv[1:]
-    status = run_job(run_id, Storage(load_settings().storage))
+    if not is_run_id(run_id):
+        raise SystemExit(f"not a run id: {run_id!r}")
+    # Started by the local runner, which claimed the run for this process.
+    status = run_job(run_id, Storage(load_settings().storage), claimed=True)
     return 0 if status in ("done", "cancelled", "failed") else 1
 
 

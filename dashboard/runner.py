@@ -15,7 +15,7 @@ import threading
 import time
 
 from dashboard.config import Settings
-from dashboard.storage import Storage
+from dashboard.storage import Storage, is_run_id
 
 log = logging.getLogger(__name__)
 HOST = socket.gethostname()
@@ -39,8 +39,11 @@ class LocalRunner:
     is a transaction, so a run is started once, and max_parallel counts running runs in the index.
     """
 
-    def __init__(self, storage: Storage, max_parallel: int = 1, poll_s: float = 1.0):
+    def __init__(
+        self, storage: Storage, max_parallel: int = 1, poll_s: float = 1.0, stale_after_s: float = 60.0
+    ):
         self.storage, self.max_parallel, self.poll_s = storage, max_parallel, poll_s
+        self.stale_after_s = stale_after_s
         self.children: dict[str, subprocess.Popen] = {}
         self.wake = threading.Event()
         self.thread: threading.Thread | None = None
@@ -59,6 +62,7 @@ class LocalRunner:
         while self.storage.db_path.exists():
             try:
                 self._reap()
+                fail_stale(self.storage, self.stale_after_s)
                 while run_id := self.storage.claim_next(f"local:{HOST}:{os.getpid()}", self.max_parallel):
                     self._spawn(run_id)
             except Exception:  # keep the runner alive whatever one run does
@@ -67,6 +71,8 @@ class LocalRunner:
             self.wake.clear()
 
     def _spawn(self, run_id: str) -> None:
+        if not is_run_id(run_id):  # only ever an id from our own index, but it becomes an argument
+            raise ValueError(f"not a run id: {run_id!r}")
         env = {**os.environ, "STCNN_STORAGE": str(self.storage.root)}
         log_file = self.storage.log_path(run_id).open("ab")
         child = subprocess.Popen(
@@ -98,22 +104,44 @@ class LocalRunner:
                     log.info("run %s was interrupted; queued again", run["id"])
 
 
-class CeleryRunner:
-    """Sends run ids to a Celery worker (see dashboard/worker.py); the worker claims them from the index."""
+def fail_stale(storage: Storage, stale_after_s: float) -> None:
+    for run_id in storage.fail_stale(stale_after_s):
+        log.warning("run %s: no heartbeat for %.0f s; marked failed", run_id, stale_after_s)
 
-    def __init__(self, storage: Storage, redis_url: str):
+
+class CeleryRunner:
+    """Sends run ids to a Celery worker (see dashboard/worker.py); the worker claims them from the index.
+
+    A thread in the web process watches the heartbeats: a worker killed mid-run records nothing, and Redis
+    would only hand its message out again after an hour (and then the run is no longer queued)."""
+
+    def __init__(self, storage: Storage, redis_url: str, stale_after_s: float = 60.0, poll_s: float = 1.0):
         from dashboard.celery_app import make_celery
 
         self.storage, self.celery = storage, make_celery(redis_url)
+        self.stale_after_s, self.poll_s = stale_after_s, poll_s
+        self.thread: threading.Thread | None = None
 
     def start(self) -> CeleryRunner:
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._watch, name="stcnn-watchdog", daemon=True)
+            self.thread.start()
         return self
+
+    def _watch(self) -> None:
+        while self.storage.db_path.exists():
+            try:
+                fail_stale(self.storage, self.stale_after_s)
+            except Exception:
+                log.exception("stale-run check")
+            time.sleep(self.poll_s)
 
     def submit(self, run_id: str) -> None:
         self.celery.send_task("stcnn.run_job", args=[run_id, str(self.storage.root)])
 
 
 def make_runner(storage: Storage, settings: Settings):
+    poll_s = min(1.0, settings.heartbeat_s)
     if settings.redis_url:
-        return CeleryRunner(storage, settings.redis_url)
-    return LocalRunner(storage, settings.max_parallel_runs)
+        return CeleryRunner(storage, settings.redis_url, settings.stale_after_s, poll_s)
+    return LocalRunner(storage, settings.max_parallel_runs, poll_s, settings.stale_after_s)

@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS runs (
     jf REAL,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     worker TEXT,
+    heartbeat_at REAL,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     started_at REAL,
@@ -70,7 +71,7 @@ CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
 _UPDATABLE = {
     "name", "status", "stage", "done", "total", "progress", "eta_s", "error", "options", "input_hash",
     "width", "height", "fps", "frame_count", "objects", "device", "model", "run_time_s", "timings",
-    "j", "f", "jf", "cancel_requested", "worker", "started_at", "finished_at",
+    "j", "f", "jf", "cancel_requested", "worker", "heartbeat_at", "started_at", "finished_at",
 }  # fmt: skip
 _JSON_COLUMNS = ("options", "timings", "objects")
 
@@ -91,9 +92,15 @@ class Storage:
         self.db_path = self.root / "index.sqlite"
         for folder in (self.root, self.runs_root, self.uploads_root):
             folder.mkdir(parents=True, exist_ok=True)
-        with self._connect() as conn:
+        conn = self._connect()
+        try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA)
+            columns = {row["name"] for row in conn.execute("PRAGMA table_info(runs)")}
+            if "heartbeat_at" not in columns:  # an index made before heartbeats existed
+                conn.execute("ALTER TABLE runs ADD COLUMN heartbeat_at REAL")
+        finally:
+            conn.close()
 
     # -- database -----------------------------------------------------------------------------------
 
@@ -130,6 +137,24 @@ class Storage:
         if not is_run_id(run_id):
             raise RunNotFound(run_id)
         return self.runs_root / run_id
+
+    def contained_file(self, run_id: str, relative: str) -> Path | None:
+        """runs/<id>/<relative> if it is a plain file really inside that run folder, else None: a symlink
+        (planted in the storage folder, pointing anywhere) is never followed to serve or read a file."""
+        base = self.run_dir(run_id)
+        path = base / relative
+        try:
+            for part in (path, *path.parents):
+                if part == self.root:
+                    break
+                if part.is_symlink():
+                    return None
+            resolved = path.resolve(strict=True)
+        except (OSError, ValueError):
+            return None
+        if not resolved.is_relative_to(base.resolve()) or not resolved.is_file():
+            return None
+        return resolved
 
     def input_video(self, run_id: str) -> Path:
         return self.run_dir(run_id) / "input" / f"video{self.get_run(run_id)['video_ext']}"
@@ -198,8 +223,11 @@ class Storage:
     def cleanup_uploads(self, max_age_s: float = 24 * 3600) -> None:
         cutoff = time.time() - max_age_s
         for path in self.uploads_root.iterdir():
-            if path.stat().st_mtime < cutoff:
-                path.unlink(missing_ok=True)
+            try:
+                if path.lstat().st_mtime < cutoff:
+                    path.unlink(missing_ok=True)
+            except OSError:  # another web worker removed it first, or it is a folder: not ours to judge
+                continue
 
     # -- runs ---------------------------------------------------------------------------------------
 
@@ -218,19 +246,24 @@ class Storage:
         ext = Path(video_name).suffix.lower()
         ext = ext if ext in VIDEO_EXTS else ".bin"
         input_dir = self.run_dir(run_id) / "input"
-        input_dir.mkdir(parents=True)
-        shutil.move(video, input_dir / f"video{ext}")
-        shutil.move(mask, input_dir / "mask.png")
-        if gt_zip is not None:
-            shutil.move(gt_zip, input_dir / "gt.zip")
-        now = time.time()
-        with self._transaction() as conn:
-            conn.execute(
-                "INSERT INTO runs (id, name, status, options, video_name, video_ext, created_at, updated_at)"
-                " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)",
-                (run_id, name.strip()[:200] or Path(video_name).stem or "run", json.dumps(options or {}),
-                 video_name[-200:], ext, now, now),
-            )  # fmt: skip
+        try:
+            input_dir.mkdir(parents=True)
+            shutil.move(video, input_dir / f"video{ext}")
+            shutil.move(mask, input_dir / "mask.png")
+            if gt_zip is not None:
+                shutil.move(gt_zip, input_dir / "gt.zip")
+            now = time.time()
+            with self._transaction() as conn:
+                conn.execute(
+                    "INSERT INTO runs (id, name, status, options, video_name, video_ext, created_at, updated_at)"
+                    " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)",
+                    (run_id, name.strip()[:200] or Path(video_name).stem or "run", json.dumps(options or {}),
+                     video_name[-200:], ext, now, now),
+                )  # fmt: skip
+        except BaseException:
+            # Disk full half way, or a bug: no folder without a row (the row is the last step).
+            shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+            raise
         return run_id
 
     def get_run(self, run_id: str) -> dict:
@@ -283,9 +316,9 @@ class Storage:
         now = time.time()
         with self._transaction() as conn:
             cursor = conn.execute(
-                "UPDATE runs SET status='running', worker=?, started_at=?, updated_at=?, stage='starting',"
-                " error=NULL WHERE id=? AND status='queued'",
-                (worker, now, now, run_id),
+                "UPDATE runs SET status='running', worker=?, started_at=?, updated_at=?, heartbeat_at=?,"
+                " stage='starting', error=NULL WHERE id=? AND status='queued'",
+                (worker, now, now, now, run_id),
             )
             return cursor.rowcount == 1
 
@@ -302,11 +335,75 @@ class Storage:
             if row is None:
                 return None
             conn.execute(
-                "UPDATE runs SET status='running', worker=?, started_at=?, updated_at=?, stage='starting',"
-                " error=NULL WHERE id=?",
-                (worker, now, now, row["id"]),
+                "UPDATE runs SET status='running', worker=?, started_at=?, updated_at=?, heartbeat_at=?,"
+                " stage='starting', error=NULL WHERE id=?",
+                (worker, now, now, now, row["id"]),
             )
             return row["id"]
+
+    def heartbeat(self, run_id: str, worker: str) -> bool:
+        """The worker holding a running run says it is alive; False once the run is no longer its own."""
+        now = time.time()
+        with self._transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE runs SET heartbeat_at=? WHERE id=? AND status='running' AND worker=?",
+                (now, run_id, worker),
+            )
+            return cursor.rowcount == 1
+
+    def holds(self, run_id: str, worker: str) -> bool:
+        """Whether `worker` still owns the run: not cancelled, deleted, marked failed or rerun elsewhere."""
+        conn = self._connect()
+        try:
+            row = conn.execute(
+                "SELECT status, worker, cancel_requested FROM runs WHERE id=?", (run_id,)
+            ).fetchone()
+        finally:
+            conn.close()
+        return (
+            row is not None
+            and row["status"] == "running"
+            and row["worker"] == worker
+            and not row["cancel_requested"]
+        )
+
+    def finish(self, run_id: str, worker: str, **fields) -> bool:
+        """Record a run's outcome only if `worker` still owns it, so a worker given up for dead (or a
+        duplicate delivery) can never overwrite what a rerun or the stale-run check wrote since."""
+        fields["updated_at"] = time.time()
+        for column in _JSON_COLUMNS:
+            if column in fields and fields[column] is not None:
+                fields[column] = json.dumps(fields[column])
+        unknown = set(fields) - _UPDATABLE - {"updated_at"}
+        if unknown:
+            raise ValueError(f"not updatable: {sorted(unknown)}")
+        assignments = ", ".join(f"{column} = ?" for column in fields)
+        with self._transaction() as conn:
+            cursor = conn.execute(
+                f"UPDATE runs SET {assignments} WHERE id = ? AND status='running' AND worker=?",
+                [*fields.values(), run_id, worker],
+            )
+            return cursor.rowcount == 1
+
+    def fail_stale(self, stale_after_s: float) -> list[str]:
+        """Mark failed every running run whose worker has been silent for stale_after_s (killed, lost its
+        machine); its inputs stay, so Run again works. Returns the ids marked."""
+        now = time.time()
+        cutoff = now - stale_after_s
+        with self._transaction() as conn:
+            rows = conn.execute(
+                "SELECT id FROM runs WHERE status='running' AND COALESCE(heartbeat_at, updated_at) < ?",
+                (cutoff,),
+            ).fetchall()
+            ids = [row["id"] for row in rows]
+            for run_id in ids:
+                conn.execute(
+                    "UPDATE runs SET status='failed', stage=NULL, eta_s=NULL, finished_at=?, updated_at=?,"
+                    " cancel_requested=0, error=? WHERE id=?",
+                    (now, now, f"The worker stopped responding (no heartbeat for {stale_after_s:.0f} s): it was "
+                     "killed or its machine went away. The inputs are kept: press Run again.", run_id),
+                )  # fmt: skip
+        return ids
 
     def cancel_requested(self, run_id: str) -> bool:
         conn = self._connect()
@@ -341,7 +438,7 @@ class Storage:
             path.unlink(missing_ok=True)
         self.update_run(
             run_id, status="queued", stage=None, done=0, total=0, progress=0, eta_s=None, error=None,
-            cancel_requested=0, worker=None, started_at=None, finished_at=None, run_time_s=None,
+            cancel_requested=0, worker=None, heartbeat_at=None, started_at=None, finished_at=None, run_time_s=None,
             j=None, f=None, jf=None,
         )  # fmt: skip
 
