@@ -13,6 +13,8 @@ PUT    /api/uploads/<token>?offset=N   raw bytes appended at offset N -> {"size"
 
 from __future__ import annotations
 
+import errno
+import logging
 import tempfile
 from pathlib import Path
 
@@ -20,24 +22,52 @@ from flask import Blueprint, Request, current_app, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 
 from dashboard.context import ctx
-from dashboard.runs import FILE_KINDS, BadRequest, describe, file_path, parse_options, rerun, start_run
+from dashboard.runs import (
+    FILE_KINDS,
+    BadRequest,
+    clean_name,
+    describe,
+    file_path,
+    parse_options,
+    rerun,
+    start_run,
+)
 from dashboard.storage import FINISHED, RunNotFound
 
 api = Blueprint("api", __name__, url_prefix="/api")
+log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
+FILE_FIELDS = ("video", "mask", "gt")
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 class StreamingRequest(Request):
     """Multipart files go straight to the storage folder in chunks (not to memory or /tmp), so a
-    multi-gigabyte video costs neither RAM nor a second copy."""
+    multi-gigabyte video costs neither RAM nor a second copy. Every file made is remembered, so that
+    remove_parts() (after each request) deletes whatever was not moved into a run, even when parsing
+    stopped half way (size limit, client gone)."""
 
     def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
         folder = current_app.extensions["stcnn"].storage.uploads_root
-        return tempfile.NamedTemporaryFile("wb+", dir=folder, prefix="form-", suffix=".part", delete=False)
+        stream = tempfile.NamedTemporaryFile("wb+", dir=folder, prefix="form-", suffix=".part", delete=False)
+        self.__dict__.setdefault("stcnn_parts", []).append(stream)
+        return stream
+
+    def remove_parts(self) -> None:
+        for stream in self.__dict__.pop("stcnn_parts", []):
+            stream.close()
+            Path(stream.name).unlink(missing_ok=True)  # moved into a run folder on success: already gone
 
 
 def _error(status: int, message: str):
     return jsonify({"error": message}), status
+
+
+def _os_error(exc: OSError):
+    if exc.errno in _NO_SPACE:
+        return _error(507, "The server's storage is full; nothing was saved. Try again later.")
+    log.error("storage error: %s", exc)
+    return _error(500, "The server could not write to its storage; nothing was saved.")
 
 
 @api.errorhandler(HTTPException)
@@ -67,6 +97,18 @@ def _bad_request(exc):
     return _error(400, str(exc))
 
 
+@api.errorhandler(OSError)
+def _storage_error(exc: OSError):
+    return _os_error(exc)
+
+
+@api.errorhandler(Exception)
+def _bug(exc: Exception):
+    # A bug must still answer JSON, and never show a traceback or a server path to the client.
+    log.exception("API error on %s %s", request.method, request.path)
+    return _error(500, f"Internal error ({type(exc).__name__}); it has been logged.")
+
+
 def _engine_errors():
     from segmentation.errors import SegmentationError
 
@@ -75,28 +117,34 @@ def _engine_errors():
 
 @api.post("/runs")
 def create_run():
-    storage = ctx().storage
-    files = request.files
-    saved: list[Path] = [Path(f.stream.name) for f in files.values() if hasattr(f.stream, "name")]
+    storage, settings = ctx().storage, ctx().settings
+    files, form = request.files, request.form
+    # (the files are removed after the request unless moved into the run: StreamingRequest.remove_parts)
+    if "video" not in files or "mask" not in files:
+        raise BadRequest("Send the video as 'video' and the first-frame mask PNG as 'mask' (multipart).")
+    unknown = sorted(set(files) - set(FILE_FIELDS))
+    if unknown:
+        raise BadRequest(f"Unknown file field(s): {', '.join(unknown)}; send {', '.join(FILE_FIELDS)}.")
+    repeated = sorted(key for key, values in [*files.lists(), *form.lists()] if len(values) > 1)
+    if repeated:
+        raise BadRequest(f"Send each field once; repeated: {', '.join(repeated)}.")
+    for key, field in files.items():
+        if not hasattr(field.stream, "name"):  # only ever our files on disk: nothing else to trust
+            raise BadRequest(f"'{key}' must be a file upload.")
+        field.stream.flush()
+        if Path(field.stream.name).stat().st_size > settings.max_upload_bytes:
+            return _error(413, f"'{key}' is larger than the limit of {settings.max_upload_mb} MB.")
+    video, mask = files["video"], files["mask"]
     try:
-        if "video" not in files or "mask" not in files:
-            raise BadRequest("Send the video as 'video' and the first-frame mask PNG as 'mask' (multipart).")
-        for field in files.values():
-            field.stream.flush()
-        video, mask = files["video"], files["mask"]
-        try:
-            run_id = start_run(
-                storage, ctx().runner,
-                video=Path(video.stream.name), video_name=video.filename or "video.mp4",
-                mask=Path(mask.stream.name), mask_name=mask.filename or "the mask", name=request.form.get("name", ""),
-                options=parse_options(request.form),
-                gt_zip=Path(files["gt"].stream.name) if "gt" in files else None,
-            )  # fmt: skip
-        except _engine_errors() as exc:
-            raise BadRequest(str(exc)) from None
-    finally:
-        for path in saved:  # moved into the run folder on success; otherwise nothing is left behind
-            path.unlink(missing_ok=True)
+        run_id = start_run(
+            storage, ctx().runner,
+            video=Path(video.stream.name), video_name=clean_name(video.filename, "video.mp4"),
+            mask=Path(mask.stream.name), mask_name=clean_name(mask.filename, "the mask"), name=form.get("name", ""),
+            options=parse_options(form),
+            gt_zip=Path(files["gt"].stream.name) if "gt" in files else None,
+        )  # fmt: skip
+    except _engine_errors() as exc:
+        raise BadRequest(str(exc)) from None
     return jsonify({"id": run_id, "url": f"/api/runs/{run_id}"}), 202
 
 
@@ -158,9 +206,9 @@ def delete_run(run_id: str):
 
 @api.post("/uploads")
 def new_upload():
-    body = request.get_json(silent=True) or {}
-    filename = str(body.get("filename") or "upload")
-    return jsonify({"token": ctx().storage.new_upload(filename)}), 201
+    body = request.get_json(silent=True)
+    filename = body.get("filename") if isinstance(body, dict) else None
+    return jsonify({"token": ctx().storage.new_upload(clean_name(filename, "upload"))}), 201
 
 
 @api.put("/uploads/<token>")
@@ -182,4 +230,7 @@ def append_upload(token: str):
         return _error(413, f"The file is larger than the limit of {settings.max_upload_mb} MB.")
     except ValueError as exc:
         return _error(409, str(exc))
+    except OSError as exc:
+        storage.discard_upload(token)  # disk full: a half-written upload is no use to anyone
+        return _os_error(exc)
     return jsonify({"token": token, "size": size})

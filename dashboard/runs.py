@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import re
+import uuid
 import zipfile
 from pathlib import Path
 
@@ -24,8 +27,18 @@ FILE_KINDS = {
 }
 
 
+# Unpacked ground truth may not be bigger than this (a zip bomb would otherwise fill the disk mid-run).
+MAX_GT_BYTES = 4 * 1024**3
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 class BadRequest(ValueError):
     """Input the user must fix; the message is shown as is."""
+
+
+def clean_name(text: str | None, default: str = "") -> str:
+    """A user's name or file name as display text: no control characters (NUL, newlines), bounded."""
+    return _CONTROL.sub("", str(text or ""))[-200:] or default
 
 
 def parse_options(raw: dict) -> dict:
@@ -46,8 +59,8 @@ def parse_options(raw: dict) -> dict:
                 number = float(value)
             except (TypeError, ValueError):
                 raise BadRequest(f"{key} must be a number") from None
-            if number < 0:
-                raise BadRequest(f"{key} must not be negative")
+            if not math.isfinite(number) or number < 0:
+                raise BadRequest(f"{key} must be a finite number, not negative")
             options[key] = number
     options["binarize"] = str(raw.get("binarize", "")).lower() in ("1", "true", "on", "yes")
     return options
@@ -73,14 +86,35 @@ def start_run(
         _facts, check_png = check_inputs(video, mask, binarize=options.get("binarize", False))
     except SegmentationError as exc:
         raise type(exc)(user_message(exc, {video: video_name, mask: mask_name})) from None
-    if gt_zip is not None and not zipfile.is_zipfile(gt_zip):
-        raise BadRequest("The ground truth must be a .zip of PNG masks (00000.png, 00001.png, ...).")
+    if gt_zip is not None:
+        check_gt_zip(gt_zip)
     run_id = storage.create_run(
-        name=name, video=video, mask=mask, video_name=video_name, options=options, gt_zip=gt_zip
-    )
-    storage.check_path(run_id).write_bytes(check_png)
+        name=clean_name(name), video=video, mask=mask, video_name=clean_name(video_name, "video"),
+        options=options, gt_zip=gt_zip,
+    )  # fmt: skip
+    try:
+        storage.check_path(run_id).write_bytes(check_png)
+    except OSError:
+        storage.delete_run(run_id)  # disk full: no run without its check image
+        raise
     runner.submit(run_id)
     return run_id
+
+
+def check_gt_zip(path: Path) -> None:
+    message = "The ground truth must be a .zip of PNG masks (00000.png, 00001.png, ...)."
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = [
+                m for m in archive.infolist() if m.filename.lower().endswith(".png") and not m.is_dir()
+            ]
+            unpacked = sum(m.file_size for m in members)
+    except (zipfile.BadZipFile, OSError, ValueError):
+        raise BadRequest(message) from None
+    if not members:
+        raise BadRequest(message + " This one has no PNG in it.")
+    if unpacked > MAX_GT_BYTES:
+        raise BadRequest(f"The ground truth unpacks to {unpacked / 1024**3:.1f} GB; the limit is 4 GB.")
 
 
 def rerun(storage: Storage, runner, run_id: str) -> None:
@@ -92,17 +126,23 @@ def file_path(storage: Storage, run_id: str, kind: str) -> Path | None:
     """The file of that kind for the run, built on demand (masks zip); None if it does not exist (yet)."""
     if kind not in FILE_KINDS:
         return None
-    path = storage.run_dir(run_id) / FILE_KINDS[kind][0]
-    if kind == "masks" and not path.exists():
-        masks = storage.result_dir(run_id) / "masks"
-        if not masks.is_dir():
-            return None
-        tmp = path.with_suffix(".tmp")
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as archive:  # PNGs are compressed already
-            for png in sorted(masks.glob("*.png")):
-                archive.write(png, f"masks/{png.name}")
-        tmp.replace(path)
-    return path if path.exists() else None
+    relative = FILE_KINDS[kind][0]
+    path = storage.contained_file(run_id, relative)
+    masks = storage.result_dir(run_id) / "masks"
+    if kind == "masks" and path is None and masks.is_dir() and not masks.is_symlink():
+        target = storage.run_dir(run_id) / relative
+        # A private temporary name: two downloads at once must not write into the same file.
+        tmp = target.with_name(f".masks-{uuid.uuid4().hex}.tmp")
+        try:
+            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as archive:  # PNGs are compressed already
+                for png in sorted(masks.glob("*.png")):
+                    if storage.contained_file(run_id, f"result/masks/{png.name}"):
+                        archive.write(png, f"masks/{png.name}")
+            tmp.replace(target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        path = storage.contained_file(run_id, relative)
+    return path
 
 
 def describe(storage: Storage, run: dict) -> dict:
@@ -116,7 +156,7 @@ def describe(storage: Storage, run: dict) -> dict:
     out["files"] = {
         kind: f"/api/runs/{run['id']}/files/{kind}"
         for kind in FILE_KINDS
-        if (storage.run_dir(run["id"]) / FILE_KINDS[kind][0]).exists()
+        if storage.contained_file(run["id"], FILE_KINDS[kind][0])
         or (kind == "masks" and run["status"] == "done")
     }
     return out

@@ -197,20 +197,28 @@ def register_callbacks(app) -> None:
 
     def add_ground_truth(upload, meta):
         import shutil
-        import zipfile
 
         from dashboard.checks import user_message
         from dashboard.jobs import evaluate_run
-        from dashboard.storage import Storage
+        from dashboard.runs import BadRequest, check_gt_zip
+        from dashboard.storage import RunNotFound, Storage
         from segmentation.errors import SegmentationError
 
-        if not upload:
+        if not upload or not isinstance(meta, dict):
             return None
         storage = Storage(_storage_root)  # background callbacks run outside the request, in another process
-        run_id = meta["run_id"]
-        source = storage.upload_path(upload["token"])
-        if not zipfile.is_zipfile(source):
-            return dbc.Alert("That is not a .zip of PNG masks.", color="danger")
+        # Both come from the browser: the run must exist and be done, the token must be one of our uploads.
+        run = storage.find_run(meta.get("run_id"))
+        if run is None or run["status"] != "done":
+            return dbc.Alert("This run is gone or not finished.", color="warning")
+        run_id = run["id"]
+        try:
+            source = storage.upload_path(upload.get("token"))
+            check_gt_zip(source)
+        except RunNotFound:
+            return dbc.Alert("The upload expired; pick the file again.", color="warning")
+        except BadRequest as exc:
+            return dbc.Alert(str(exc), color="danger")
         shutil.move(source, storage.gt_zip(run_id))
         storage.discard_upload(upload["token"])
         try:
