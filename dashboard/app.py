@@ -14,7 +14,7 @@ import diskcache
 from dash import DiskcacheManager, dcc, html
 from flask_caching import Cache
 
-from dashboard import demo, pages
+from dashboard import auth, demo, pages
 from dashboard.api import StreamingRequest, api
 from dashboard.config import load_settings
 from dashboard.context import AppContext
@@ -67,6 +67,16 @@ def create_app(storage_root=None, *, start_runner: bool = True, seed_demo: bool 
     )
     server = app.server
     server.request_class = StreamingRequest
+    auth.install(server, settings.api_token)
+
+    @server.teardown_request
+    def _remove_unused_uploads(_exc):
+        # Multipart files not moved into a run (bad input, size limit, parse error): none left behind.
+        from flask import request
+
+        if isinstance(request, StreamingRequest):
+            request.remove_parts()
+
     # Chunked uploads send a few MB per request; a one-shot multipart POST to /api/runs may be the whole video.
     server.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + 16 * 1024 * 1024
     cache = Cache(

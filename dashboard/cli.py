@@ -24,7 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from dashboard.app import create_app
+    from dashboard.config import check_bind, load_settings
 
+    check_bind(args.host, load_settings())  # before anything starts: a clear message, then exit
     app = create_app(seed_demo=False if args.no_demo else None)
     print(
         f"STCNN dashboard on http://{args.host}:{args.port}  (storage: {app.server.extensions['stcnn'].storage.root})"

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+TOKEN_ENV = "STCNN_API_TOKEN"
 
 
 @dataclass(frozen=True)
@@ -14,6 +17,11 @@ class Settings:
     redis_url: str | None
     max_parallel_runs: int
     demo: bool
+    # Required on every request when set (Authorization: Bearer, or the cookie the pages get); see dashboard/auth.py.
+    api_token: str | None = None
+    # A running run's worker writes a heartbeat this often; a run silent for stale_after_s is marked failed.
+    heartbeat_s: float = 5.0
+    stale_after_s: float = 60.0
 
     @property
     def max_upload_bytes(self) -> int:
@@ -21,6 +29,7 @@ class Settings:
 
 
 def load_settings(storage: str | os.PathLike | None = None) -> Settings:
+    heartbeat_s = max(0.2, float(os.environ.get("STCNN_HEARTBEAT_S", "5")))
     return Settings(
         storage=Path(storage or os.environ.get("STCNN_STORAGE", "./storage")).resolve(),
         max_upload_mb=int(os.environ.get("STCNN_MAX_UPLOAD_MB", "4096")),
@@ -28,4 +37,27 @@ def load_settings(storage: str | os.PathLike | None = None) -> Settings:
         # Runs are CPU/GPU heavy: by default one at a time, the rest wait in the queue.
         max_parallel_runs=max(1, int(os.environ.get("STCNN_MAX_PARALLEL_RUNS", "1"))),
         demo=os.environ.get("STCNN_DEMO", "1") != "0",
+        api_token=os.environ.get(TOKEN_ENV) or None,
+        heartbeat_s=heartbeat_s,
+        # Several missed heartbeats, so a busy machine is not mistaken for a dead worker.
+        stale_after_s=max(3 * heartbeat_s, float(os.environ.get("STCNN_STALE_AFTER_S", "60"))),
     )
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name or 0.0.0.0: reachable from elsewhere
+
+
+def check_bind(host: str, settings: Settings) -> None:
+    """Refuse to serve beyond this machine without a token: the API starts runs and deletes results."""
+    if not is_loopback(host) and not settings.api_token:
+        raise SystemExit(
+            f"Refusing to listen on {host}: the dashboard would be open to the network without a password. "
+            f"Set {TOKEN_ENV} to a long random secret (e.g. `export {TOKEN_ENV}=$(python -c "
+            "'import secrets; print(secrets.token_urlsafe(32))')`), or bind to 127.0.0.1."
+        )
