@@ -87,6 +87,30 @@ def _outside_routes(exc: HTTPException):
     return exc
 
 
+_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+@api.route("/", methods=_METHODS, defaults={"rest": ""})
+@api.route("/<path:rest>", methods=_METHODS)
+def no_such_endpoint(rest: str):
+    """Any other /api URL (e.g. GET on a POST-only route, or a trailing slash) is JSON, not the Dash page that
+    the app's catch-all route would otherwise serve for it with a 200."""
+    adapter = current_app.url_map.bind("localhost")
+    allowed = []
+    for method in _METHODS:
+        try:
+            endpoint, _ = adapter.match(request.path, method=method)
+        except HTTPException:
+            continue
+        if endpoint != "api.no_such_endpoint":
+            allowed.append(method)
+    if allowed:
+        answer, status = _error(405, f"Use {' or '.join(allowed)} for this URL.")
+        answer.headers["Allow"] = ", ".join(allowed)
+        return answer, status
+    return _error(404, "No such API endpoint or run.")
+
+
 @api.errorhandler(RunNotFound)
 def _not_found(_exc):
     return _error(404, "No run with that id.")
