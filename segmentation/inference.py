@@ -21,10 +21,8 @@ from .model import DELTA, STCNN, normalise
 
 def model_size(width: int, height: int, short_side: int = 256, long_cap: int = 512) -> tuple[int, int]:
     """The size (w, h) frames are resized to for the model: short side near `short_side`, both multiples of 32."""
-    # Small videos are not blown up past a short side of 128: it costs time and adds no detail.
-    scale = min(
-        short_side / min(width, height), long_cap / max(width, height), max(1.0, 128 / min(width, height))
-    )
+    # Small videos are enlarged too: the model learnt objects at this scale, and small ones get lost at stride 32.
+    scale = min(short_side / min(width, height), long_cap / max(width, height))
 
     def snap(v: float) -> int:
         return max(32, int(round(v * scale / 32)) * 32)
