@@ -91,7 +91,10 @@ class _Reporter:
         now = time.monotonic()
         if progress.preview is not None and now - self.last_preview > 0.8:
             self.last_preview = now
-            save_jpeg(progress.preview, self.storage.preview_path(self.run_id), max_width=960)
+            try:
+                save_jpeg(progress.preview, self.storage.preview_path(self.run_id), max_width=960)
+            except OSError:  # a preview is only a convenience: a full disk fails the run where it matters
+                log.warning("run %s: no preview", self.run_id, exc_info=True)
         if progress.stage == self.last_stage and now - self.last_write < 0.5:
             return
         self.last_stage, self.last_write = progress.stage, now
@@ -150,6 +153,7 @@ def run_job(run_id: str, storage: Storage, worker: str | None = None, claimed: b
     Otherwise (Celery) the run must still be queued: a message delivered again after a worker died finds it
     running or failed and leaves it alone, so a run is never executed twice at once.
     """
+    import segmentation.pipeline  # noqa: F401 - torch first: a long import would starve the heartbeat thread
     from dashboard.config import load_settings
 
     worker = worker or f"local:{socket.gethostname()}:{os.getpid()}"

@@ -14,6 +14,8 @@ import sys
 import threading
 import time
 
+import psutil
+
 from dashboard.config import Settings
 from dashboard.storage import Storage, is_run_id
 
@@ -22,13 +24,13 @@ HOST = socket.gethostname()
 
 
 def _alive(pid: int) -> bool:
+    # A killed process whose parent died too may linger as a zombie until init reaps it: that is dead.
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
         return True
-    return True
 
 
 class LocalRunner:
@@ -62,7 +64,7 @@ class LocalRunner:
         while self.storage.db_path.exists():
             try:
                 self._reap()
-                fail_stale(self.storage, self.stale_after_s)
+                fail_stale(self.storage, self.stale_after_s, alive=local_process_alive)
                 while run_id := self.storage.claim_next(f"local:{HOST}:{os.getpid()}", self.max_parallel):
                     self._spawn(run_id)
             except Exception:  # keep the runner alive whatever one run does
@@ -97,15 +99,20 @@ class LocalRunner:
     def requeue_orphans(self) -> None:
         """Runs left 'running' by a local process that no longer exists (server restart) go back in the queue."""
         for run in self.storage.list_runs(statuses=("running",)):
-            host, _, pid = (run["worker"] or "").removeprefix("local:").rpartition(":")
-            if (run["worker"] or "").startswith("local:") and host == HOST and pid.isdigit():
-                if not _alive(int(pid)):
-                    self.storage.update_run(run["id"], status="queued", worker=None, stage=None)
-                    log.info("run %s was interrupted; queued again", run["id"])
+            worker = run["worker"] or ""
+            if worker.startswith(f"local:{HOST}:") and not local_process_alive(worker):
+                self.storage.update_run(run["id"], status="queued", worker=None, stage=None)
+                log.info("run %s was interrupted; queued again", run["id"])
 
 
-def fail_stale(storage: Storage, stale_after_s: float) -> None:
-    for run_id in storage.fail_stale(stale_after_s):
+def local_process_alive(worker: str) -> bool:
+    """True for 'local:<this host>:<pid>' while that process exists."""
+    host, _, pid = worker.removeprefix("local:").rpartition(":")
+    return worker.startswith("local:") and host == HOST and pid.isdigit() and _alive(int(pid))
+
+
+def fail_stale(storage: Storage, stale_after_s: float, alive=None) -> None:
+    for run_id in storage.fail_stale(stale_after_s, alive):
         log.warning("run %s: no heartbeat for %.0f s; marked failed", run_id, stale_after_s)
 
 

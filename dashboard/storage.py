@@ -385,17 +385,20 @@ class Storage:
             )
             return cursor.rowcount == 1
 
-    def fail_stale(self, stale_after_s: float) -> list[str]:
+    def fail_stale(self, stale_after_s: float, alive=None) -> list[str]:
         """Mark failed every running run whose worker has been silent for stale_after_s (killed, lost its
-        machine); its inputs stay, so Run again works. Returns the ids marked."""
+        machine); its inputs stay, so Run again works. Returns the ids marked.
+
+        alive(worker) -> bool may vouch for a worker it can see directly (a local process that exists), whose
+        heartbeat may just be late: a busy machine importing torch can starve the heartbeat thread."""
         now = time.time()
         cutoff = now - stale_after_s
         with self._transaction() as conn:
             rows = conn.execute(
-                "SELECT id FROM runs WHERE status='running' AND COALESCE(heartbeat_at, updated_at) < ?",
+                "SELECT id, worker FROM runs WHERE status='running' AND COALESCE(heartbeat_at, updated_at) < ?",
                 (cutoff,),
             ).fetchall()
-            ids = [row["id"] for row in rows]
+            ids = [row["id"] for row in rows if not (alive and alive(row["worker"] or ""))]
             for run_id in ids:
                 conn.execute(
                     "UPDATE runs SET status='failed', stage=NULL, eta_s=NULL, finished_at=?, updated_at=?,"
