@@ -74,12 +74,13 @@ def run_benchmark(
     out: str | None = None,
     weights: str | None = None,
     baseline: bool = True,
+    gate: bool = False,
 ) -> pd.DataFrame:
     dirs = sequence_dirs([data])
     if sequences:
         dirs = [d for d in dirs if d.name in set(sequences)]
     options = SegmentOptions(device=device, preset=preset, online_seconds=online_seconds, short_side=short_side,
-                             weights=weights, overwrite=True)  # fmt: skip
+                             weights=weights, overwrite=True, gate=gate)  # fmt: skip
     keep = Path(out) if out else Path(tempfile.mkdtemp(prefix="stcnn-benchmark-"))
     rows = []
     for seq in dirs:
@@ -125,5 +126,7 @@ def run_benchmark(
     ]:
         shown[column] = 100 * shown[column]
     print(shown.round(1).to_string(index=False))
-    print(f"device: {summary['device']}; preset {preset}; internal size {summary['model']['internal_size']}")
+    online = "off" if online_seconds == 0 else f"{online_seconds:g} s" if online_seconds else f"preset {preset}"
+    print(f"device: {summary['device']}; online training: {online}; gate: {gate}; "
+          f"internal size {summary['model']['internal_size']}")  # fmt: skip
     return table
