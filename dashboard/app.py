@@ -69,6 +69,11 @@ def create_app(storage_root=None, *, start_runner: bool = True, seed_demo: bool 
     server.request_class = StreamingRequest
     auth.install(server, settings.api_token)
 
+    @server.errorhandler(dash.exceptions.DependencyException)
+    def _unknown_component_file(_exc):
+        # Dash refuses a component-suite path it did not register (e.g. ../ traversal) with an exception: a 404.
+        return "Not found", 404
+
     @server.teardown_request
     def _remove_unused_uploads(_exc):
         # Multipart files not moved into a run (bad input, size limit, parse error): none left behind.

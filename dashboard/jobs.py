@@ -29,7 +29,7 @@ _STAGE_SPAN = {
     "encode": (0.9, 1.0),
     "done": (1.0, 1.0),
 }
-_OPTION_NAMES = ("device", "preset", "online_seconds", "fps", "binarize")
+_OPTION_NAMES = ("device", "preset", "online_seconds", "fps", "binarize", "short_side")
 
 
 def file_sha256(path: Path) -> str:

@@ -62,6 +62,14 @@ def parse_options(raw: dict) -> dict:
             if not math.isfinite(number) or number < 0:
                 raise BadRequest(f"{key} must be a finite number, not negative")
             options[key] = number
+    value = raw.get("short_side")
+    if value not in (None, ""):  # the model's working resolution: lower is faster (tests, previews)
+        try:
+            options["short_side"] = int(str(value).strip())
+        except ValueError:
+            raise BadRequest("short_side must be a whole number of pixels") from None
+        if not 32 <= options["short_side"] <= 2048:
+            raise BadRequest("short_side must be between 32 and 2048 pixels")
     options["binarize"] = str(raw.get("binarize", "")).lower() in ("1", "true", "on", "yes")
     return options
 
@@ -129,7 +137,8 @@ def file_path(storage: Storage, run_id: str, kind: str) -> Path | None:
     relative = FILE_KINDS[kind][0]
     path = storage.contained_file(run_id, relative)
     masks = storage.result_dir(run_id) / "masks"
-    if kind == "masks" and path is None and masks.is_dir() and not masks.is_symlink():
+    linked = any(p.is_symlink() for p in (masks, masks.parent, masks.parent.parent))
+    if kind == "masks" and path is None and masks.is_dir() and not linked:
         target = storage.run_dir(run_id) / relative
         # A private temporary name: two downloads at once must not write into the same file.
         tmp = target.with_name(f".masks-{uuid.uuid4().hex}.tmp")
