@@ -76,6 +76,10 @@ class LocalRunner:
         if not is_run_id(run_id):  # only ever an id from our own index, but it becomes an argument
             raise ValueError(f"not a run id: {run_id!r}")
         env = {**os.environ, "STCNN_STORAGE": str(self.storage.root)}
+        # Parallel runs share the cores: torch's default of one thread per core each would oversubscribe them.
+        threads = str(max(1, (os.cpu_count() or 1) // self.max_parallel))
+        env.setdefault("OMP_NUM_THREADS", threads)
+        env.setdefault("MKL_NUM_THREADS", threads)
         log_file = self.storage.log_path(run_id).open("ab")
         child = subprocess.Popen(
             [sys.executable, "-m", "dashboard.jobs", run_id], env=env, stdout=log_file, stderr=log_file
