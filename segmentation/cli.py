@@ -104,7 +104,7 @@ def _train(args: argparse.Namespace) -> None:
     config = TrainConfig(
         data=args.data, out=args.out, val=args.val, temporal_iters=args.temporal_iters,
         joint_iters=args.joint_iters, batch=args.batch, checkpoint_every=args.checkpoint_every,
-        max_hours=args.max_hours, export=args.export,
+        max_hours=args.max_hours, export=args.export, synthetic=args.synthetic,
     )  # fmt: skip
     train(config, device=args.device, resume=args.resume)
 
@@ -157,6 +157,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--max-hours", type=float, default=0.0, help="stop with a checkpoint after this long")
     p.add_argument("--export", default="", help="write the final fp16 weights here")
+    p.add_argument("--synthetic", type=int, default=0, help="add this many synthetic sequences to the data")
     p.add_argument("--resume", action="store_true", help="carry on from OUT/last.pt")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(run=_train)

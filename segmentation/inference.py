@@ -129,17 +129,22 @@ class Segmenter:
         both = torch.cat([background, p]).clamp(1e-6, 1 - 1e-6)
         return torch.log(both / (1 - both))
 
+    @staticmethod
+    def _argmax(scores: torch.Tensor) -> torch.Tensor:
+        # argmax over a short leading dim is a strided reduction, ~15x slower on the CPU than over the last dim.
+        return scores.permute(1, 2, 0).contiguous().argmax(-1)
+
     def _labels(self, probs: torch.Tensor) -> torch.Tensor:
-        return (
-            self._aggregate(probs).argmax(0) if len(probs) else torch.zeros(probs.shape[1:], dtype=torch.long)
-        )
+        if not len(probs):
+            return torch.zeros(probs.shape[1:], dtype=torch.long)
+        return self._argmax(self._aggregate(probs))
 
     def _full_size_labels(self, probs: torch.Tensor, width: int, height: int) -> np.ndarray:
         """Bilinear scores up to at most twice the model's size, argmax there, then nearest to the video's size:
         smooth boundaries at 480p and 1080p, and memory bounded for 4K/8K and many objects."""
         w, h = min(width, 2 * self.size[0]), min(height, 2 * self.size[1])
         scores = F.interpolate(self._aggregate(probs)[None], size=(h, w), mode="bilinear", align_corners=False)[0]
-        index = scores.argmax(0).cpu().numpy().astype(np.uint8)
+        index = self._argmax(scores).cpu().numpy().astype(np.uint8)
         lut = np.array([0, *self.state.object_ids], np.uint8)
         labels = lut[index]
         if (w, h) != (width, height):

@@ -23,9 +23,10 @@ def test_train_checkpoints_validates_resumes_and_exports(tmp_path):
     davis_layout(tmp_path, "beta", 2)
     config = TrainConfig(
         data=[str(tmp_path / "data")], out=str(tmp_path / "ck"), val=["beta"], temporal_iters=2, joint_iters=2,
-        batch=2, crop=(64, 64), checkpoint_every=1, export=str(tmp_path / "w.pt"),
+        batch=2, crop=(64, 64), checkpoint_every=1, export=str(tmp_path / "w.pt"), synthetic=1,
     )  # fmt: skip
     train(config, device="cpu")
+    assert len(list((tmp_path / "ck" / "synthetic" / "synth0" / "masks").glob("*.png"))) == 40
     history = json.loads((tmp_path / "ck" / "history.json").read_text())
     assert [(h["stage"], h["iteration"]) for h in history] == [
         ("temporal", 1),
