@@ -117,7 +117,9 @@ class Segmenter:
         ]
         if self.gate:
             k = max(3, (min(self.size) // 8) | 1)
-            near = F.max_pool2d(state.masks, k, stride=1, padding=k // 2)[:, 0]
+            # A square max filter as two 1-D passes: the same result, k times less work.
+            near = F.max_pool2d(state.masks, (1, k), stride=1, padding=(0, k // 2))
+            near = F.max_pool2d(near, (k, 1), stride=1, padding=(k // 2, 0))[:, 0]
             probs = probs * near
         return probs
 
