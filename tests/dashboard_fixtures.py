@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -16,18 +15,13 @@ SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-results" / "screens
 
 
 @pytest.fixture(scope="session")
-def weights(tmp_path_factory) -> Path:
-    """A real STCNN checkpoint (untrained: these tests check plumbing, not accuracy). Set in the environment so
-    job processes and Celery workers started by the tests use it too."""
-    import torch
+def weights() -> Path:
+    """The shipped checkpoint, which job processes and Celery workers started by the tests load by default.
+    (Setting STCNN_WEIGHTS here would leak into every later test module of the session.)"""
+    from segmentation.weights import weights_path
 
-    from segmentation.model import STCNN
-    from segmentation.weights import save_weights
-
-    path = tmp_path_factory.mktemp("weights") / "stcnn.pt"
-    torch.manual_seed(0)
-    save_weights(STCNN(), path, {"version": "dashboard-tests"})
-    os.environ["STCNN_WEIGHTS"] = str(path)
+    path = weights_path()
+    assert path.is_file(), f"shipped weights missing: {path}"
     return path
 
 
