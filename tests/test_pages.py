@@ -91,21 +91,31 @@ def test_a_whole_run_through_the_pages(dash_duo, storage_dir, tiny_clip):
     assert dash_duo.get_logs() in ([], None)
 
 
-def _click_3d_point(dash_duo, graph_id, curve, point):
-    """Fire plotly_click on the WebGL scene as Plotly does for a click on that point (headless Chromium
-    has no GPU to pick 3D points with); dcc.Graph turns it into clickData like a real click."""
+def _click_3d_point(dash_duo, graph_id, curve, frame):
+    """Fire plotly_click on the WebGL scene as Plotly does for a click on the point of `frame` (headless
+    Chromium has no GPU to pick 3D points with); dcc.Graph turns it into clickData like a real click. The point
+    is looked up by its frame (z), starting at trace `curve`: frames where an object is not visible have no
+    point, so a point's index is not its frame."""
     dash_duo.wait_for_element(f"#{graph_id} .main-svg", timeout=20)
-    dash_duo.driver.execute_script(
+    found = dash_duo.driver.execute_script(
         """
         const gd = document.querySelector(arguments[0] + ' .js-plotly-plot');
-        const trace = gd.data[arguments[1]], i = arguments[2];
-        gd.emit('plotly_click', {points: [{curveNumber: arguments[1], pointNumber: i,
-            x: trace.x[i], y: trace.y[i], z: trace.z[i], data: trace, fullData: gd._fullData[arguments[1]]}]});
+        for (let c = arguments[1]; c < gd._fullData.length; c++) {
+            const trace = gd._fullData[c];  // decoded arrays (gd.data may hold base64 'bdata' objects)
+            const i = Array.from(trace.z || []).indexOf(arguments[2]);
+            if (i < 0) continue;
+            gd.emit('plotly_click', {points: [{curveNumber: c, pointNumber: i, x: trace.x[i], y: trace.y[i],
+                z: trace.z[i], customdata: trace.customdata && trace.customdata[i], data: gd.data[c],
+                fullData: trace}]});
+            return true;
+        }
+        return false;
         """,
         f"#{graph_id}",
         curve,
-        point,
+        frame,
     )
+    assert found, f"no point at frame {frame} in {graph_id}"
 
 
 def test_clicking_a_trajectory_point_seeks_the_player_and_moves_the_slider(dash_duo, storage_dir, tiny_clip):
@@ -142,8 +152,16 @@ def test_clicking_a_trajectory_point_seeks_the_player_and_moves_the_slider(dash_
     assert len(points) >= 10
     from selenium.webdriver.common.action_chains import ActionChains
 
+    # The 7th drawn point; its frame is its x (frames where an object is not visible have no point, so the index
+    # alone does not say which frame it is).
+    frame = dash_duo.driver.execute_script("return arguments[0].__data__.x;", points[6])
+    assert isinstance(frame, int | float)
     ActionChains(dash_duo.driver).move_to_element(points[6]).click().perform()
-    _wait(lambda: abs(_video_time(dash_duo, "tp-player") - 6 / fps) < 1e-3, 10, "the small player at frame 6")
+    _wait(
+        lambda: abs(_video_time(dash_duo, "tp-player") - frame / fps) < 1e-3,
+        10,
+        f"the small player at frame {frame}",
+    )
     screenshot(dash_duo.driver, "trajectory")
 
 
