@@ -75,7 +75,7 @@ def layout(**_query):
                     id="binarize",
                     value=False,
                     className="mt-3",
-                    label="The mask is black and white: treat everything painted as one object",
+                    label="Soft or RGB mask (grey edges, a photo editor's export): threshold it, everything painted = one object",
                 ),  # fmt: skip
                 dbc.Label("First-frame tuning budget (seconds, optional)", className="fw-semibold mt-2"),
                 dbc.Input(id="online-seconds", type="number", min=0, step=1, placeholder="from the preset"),
