@@ -18,22 +18,25 @@ def _stamp(storage: Storage, run_id: str) -> int:
     return path.stat().st_mtime_ns if path.exists() else 0
 
 
+def _cached(key: str, compute) -> pd.DataFrame:
+    cache = ctx().cache
+    value = cache.get(key)
+    if value is None:
+        value = compute()
+        cache.set(key, value)  # pickled by the file cache
+    return value
+
+
 def trajectory(run: dict) -> pd.DataFrame:
     """The run's trajectory with speed_px_s; empty if the run has no result."""
     from segmentation.trajectory import read_csv, with_speed
 
-    context = ctx()
-    storage = context.storage
-    key = f"trajectory:{run['id']}:{_stamp(storage, run['id'])}"
-    cached = context.cache.get(key)
-    if cached is not None:
-        return cached
+    storage = ctx().storage
     path = storage.result_dir(run["id"]) / "trajectory.csv"
     if not path.exists():
         return pd.DataFrame(columns=["frame", "time_s", "object_id", "x", "y", "area_px", "visible"])
-    df = with_speed(read_csv(path), run["fps"] or 25.0)
-    context.cache.set(key, df)  # pickled by the file cache
-    return df
+    key = f"trajectory:{run['id']}:{_stamp(storage, run['id'])}"
+    return _cached(key, lambda: with_speed(read_csv(path), run["fps"] or 25.0))
 
 
 def frame_table(df: pd.DataFrame) -> dict:
@@ -56,16 +59,16 @@ def evaluation(run: dict) -> pd.DataFrame | None:
 
 def mask_iou(run_a: dict, run_b: dict) -> pd.DataFrame:
     """Per frame and object id, the IoU of the two runs' masks (and 'all' for the union of objects)."""
+    storage = ctx().storage
+    key = f"iou:{run_a['id']}:{_stamp(storage, run_a['id'])}:{run_b['id']}:{_stamp(storage, run_b['id'])}"
+    return _cached(key, lambda: _mask_iou(storage, run_a["id"], run_b["id"]))
+
+
+def _mask_iou(storage: Storage, id_a: str, id_b: str) -> pd.DataFrame:
     from segmentation.masks import read_mask
 
-    context = ctx()
-    storage = context.storage
-    key = f"iou:{run_a['id']}:{_stamp(storage, run_a['id'])}:{run_b['id']}:{_stamp(storage, run_b['id'])}"
-    cached = context.cache.get(key)
-    if cached is not None:
-        return cached
-    masks_a = sorted((storage.result_dir(run_a["id"]) / "masks").glob("*.png"))
-    masks_b = {p.name: p for p in (storage.result_dir(run_b["id"]) / "masks").glob("*.png")}
+    masks_a = sorted((storage.result_dir(id_a) / "masks").glob("*.png"))
+    masks_b = {p.name: p for p in (storage.result_dir(id_b) / "masks").glob("*.png")}
     rows = []
     for frame, path in enumerate(masks_a):
         if path.name not in masks_b:
@@ -80,6 +83,4 @@ def mask_iou(run_a: dict, run_b: dict) -> pd.DataFrame:
             union = np.count_nonzero(in_a | in_b)
             iou = np.count_nonzero(in_a & in_b) / union if union else 1.0
             rows.append({"frame": frame, "object_id": str(object_id), "iou": iou})
-    df = pd.DataFrame(rows, columns=["frame", "object_id", "iou"])
-    context.cache.set(key, df)  # pickled by the file cache
-    return df
+    return pd.DataFrame(rows, columns=["frame", "object_id", "iou"])
