@@ -133,3 +133,16 @@ def cache_model(monkeypatch) -> None:
         return copy.deepcopy(model), dict(meta)
 
     monkeypatch.setattr(pipeline, "load_model", cached)
+
+
+def fail_on_call(n, error, original):
+    """Wraps `original` so that its n-th call raises `error` (a failing write, say) and the others pass through."""
+    calls = []
+
+    def hook(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == n:
+            raise error
+        return original(*args, **kwargs)
+
+    return hook

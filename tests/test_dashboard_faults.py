@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from bad_input_files import tree_bytes
+from bad_input_files import fail_on_call, tree_bytes
 from dashboard_fixtures import *  # noqa: F403 - the fixtures: weights, tiny_clip, storage_dir
 from dashboard_fixtures import FAST_OPTIONS, post_run, wait_for_run
 
@@ -234,18 +234,6 @@ def test_web_process_killed_and_restarted(storage_dir, tiny_clip, fast_heartbeat
 # -- a full disk -------------------------------------------------------------------------------------------------
 
 
-def _fail_on_call(n, error, original):
-    calls = []
-
-    def hook(*args, **kwargs):
-        calls.append(args)
-        if len(calls) == n:
-            raise error
-        return original(*args, **kwargs)
-
-    return hook
-
-
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
 def test_disk_full_during_a_run_fails_it_with_that_reason(storage_dir, tiny_clip, monkeypatch, code):
     app = create_app(start_runner=False)
@@ -255,7 +243,7 @@ def test_disk_full_during_a_run_fails_it_with_that_reason(storage_dir, tiny_clip
     earlier = run_folder(storage, done_id)
 
     run_id = post_run(client, tiny_clip, name="disk full", **NO_TRAINING).get_json()["id"]
-    failing = _fail_on_call(3, OSError(code, os.strerror(code)), pipeline.write_mask)
+    failing = fail_on_call(3, OSError(code, os.strerror(code)), pipeline.write_mask)
     monkeypatch.setattr(pipeline, "write_mask", failing)
     assert run_job(run_id, storage) == "failed"
     run = client.get(f"/api/runs/{run_id}").get_json()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from bad_input_files import box_mask, cache_model, leftovers, tree_bytes, write_png, write_video
+from bad_input_files import box_mask, cache_model, fail_on_call, leftovers, tree_bytes, write_png, write_video
 
 import segmentation.pipeline as pipeline
 from segmentation.cli import main
@@ -52,22 +52,11 @@ def earlier(tmp_path):
     return out, tree_bytes(out)
 
 
-def fail_on_call(n, error):
-    calls = []
-
-    def hook(*args, **kwargs):
-        calls.append(args)
-        if len(calls) == n:
-            raise error
-        return original(*args, **kwargs)
-
-    original = pipeline.write_mask
-    return hook
-
-
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO])
 def test_write_failure_is_one_line_and_keeps_earlier_results(monkeypatch, tmp_path, inputs, earlier, code):
-    monkeypatch.setattr(pipeline, "write_mask", fail_on_call(3, OSError(code, os.strerror(code))))
+    monkeypatch.setattr(
+        pipeline, "write_mask", fail_on_call(3, OSError(code, os.strerror(code)), pipeline.write_mask)
+    )
     with pytest.raises(OutputError) as info:
         segment(*inputs, tmp_path / "out", FAST)
     message = str(info.value)
@@ -78,7 +67,9 @@ def test_write_failure_is_one_line_and_keeps_earlier_results(monkeypatch, tmp_pa
 
 def test_write_failure_during_overwrite_keeps_the_old_result(monkeypatch, tmp_path, inputs, earlier):
     monkeypatch.setattr(
-        pipeline, "write_mask", fail_on_call(2, OSError(errno.ENOSPC, "No space left on device"))
+        pipeline,
+        "write_mask",
+        fail_on_call(2, OSError(errno.ENOSPC, "No space left on device"), pipeline.write_mask),
     )
     with pytest.raises(OutputError, match="No space left"):
         segment(*inputs, earlier[0], {**FAST, "overwrite": True})
