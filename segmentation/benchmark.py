@@ -126,7 +126,9 @@ def run_benchmark(
     ]:
         shown[column] = 100 * shown[column]
     print(shown.round(1).to_string(index=False))
-    online = "off" if online_seconds == 0 else f"{online_seconds:g} s" if online_seconds else f"preset {preset}"
+    online = (
+        "off" if online_seconds == 0 else f"{online_seconds:g} s" if online_seconds else f"preset {preset}"
+    )
     print(f"device: {summary['device']}; online training: {online}; gate: {gate}; "
           f"internal size {summary['model']['internal_size']}")  # fmt: skip
     return table

@@ -145,7 +145,9 @@ class Segmenter:
         """Bilinear scores up to at most twice the model's size, argmax there, then nearest to the video's size:
         smooth boundaries at 480p and 1080p, and memory bounded for 4K/8K and many objects."""
         w, h = min(width, 2 * self.size[0]), min(height, 2 * self.size[1])
-        scores = F.interpolate(self._aggregate(probs)[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+        scores = F.interpolate(
+            self._aggregate(probs)[None], size=(h, w), mode="bilinear", align_corners=False
+        )[0]
         index = self._argmax(scores).cpu().numpy().astype(np.uint8)
         lut = np.array([0, *self.state.object_ids], np.uint8)
         labels = lut[index]

@@ -22,6 +22,7 @@ from .backbone import FEATURE_CHANNELS, EfficientNetLite0
 DELTA = 4  # frames the temporal branch reads
 DECODER_CHANNELS = 64
 TEMPORAL_CHANNELS = (24, 48, 64, 96)  # encoder widths at strides 2, 4, 8, 16
+SIDE_WEIGHTS = (0.2, 0.3, 0.5, 1.0)  # loss weights of the side outputs at strides 32, 16, 8, 4
 
 
 def normalise(frames: torch.Tensor) -> torch.Tensor:
@@ -192,3 +193,13 @@ class STCNN(nn.Module):
             if isinstance(module, nn.BatchNorm2d):
                 module.eval()
         return self
+
+
+def segmentation_loss(logits: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+    loss = 0.0
+    for weight, logit in zip(SIDE_WEIGHTS, logits):
+        logit = F.interpolate(logit, size=mask.shape[-2:], mode="bilinear", align_corners=False)
+        loss = loss + weight * F.binary_cross_entropy_with_logits(logit, mask)
+    p = torch.sigmoid(F.interpolate(logits[-1], size=mask.shape[-2:], mode="bilinear", align_corners=False))
+    dice = 1 - (2 * (p * mask).sum((1, 2, 3)) + 1) / (p.sum((1, 2, 3)) + mask.sum((1, 2, 3)) + 1)
+    return loss + dice.mean()

@@ -18,8 +18,7 @@ import numpy as np
 import torch
 
 from .data import deform_mask
-from .model import DELTA, STCNN, normalise
-from .train import segmentation_loss
+from .model import DELTA, STCNN, normalise, segmentation_loss
 
 
 @dataclass(frozen=True)

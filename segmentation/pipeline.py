@@ -30,8 +30,7 @@ from .masks import read_first_mask, write_mask
 from .online import budget_for, fine_tune
 from .paths import kind_of, user_path
 from .render import overlay
-from .runtime import tune_allocator
-from .train import pick_device
+from .runtime import pick_device, tune_allocator
 from .trajectory import frame_rows, object_stats, read_csv, write_csv
 from .video import VideoWriter, iter_frames, probe
 from .weights import load_model, weights_path

@@ -1,9 +1,11 @@
-"""Process-wide settings that make CPU inference fast."""
+"""Process-wide run-time choices: the allocator setting that makes CPU inference fast, and the device."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+
+import torch
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
@@ -20,3 +22,13 @@ def tune_allocator() -> bool:
     except (OSError, AttributeError, TypeError):
         return False
     return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))  # int max
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from .errors import InputError
+
+        raise InputError("--device cuda asked for, but no CUDA GPU is available (use --device auto or cpu)")
+    return torch.device(name)

@@ -21,10 +21,9 @@ from . import __version__
 from .backbone import load_imagenet
 from .data import JointSamples, Sequence, first_frame_size, load_sequence, sequence_dirs
 from .inference import Segmenter, model_size
-from .model import DELTA, STCNN, FrameDiscriminator, normalise
+from .model import DELTA, STCNN, FrameDiscriminator, normalise, segmentation_loss
+from .runtime import pick_device
 from .weights import save_weights
-
-SIDE_WEIGHTS = (0.2, 0.3, 0.5, 1.0)  # side outputs at strides 32, 16, 8, 4
 
 
 @dataclass
@@ -45,26 +44,6 @@ class TrainConfig:
     synthetic: int = (
         0  # synthetic sequences (textured shapes, segmentation.synthetic) added to the training data
     )
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        from .errors import InputError
-
-        raise InputError("--device cuda asked for, but no CUDA GPU is available (use --device auto or cpu)")
-    return torch.device(name)
-
-
-def segmentation_loss(logits: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
-    loss = 0.0
-    for weight, logit in zip(SIDE_WEIGHTS, logits):
-        logit = F.interpolate(logit, size=mask.shape[-2:], mode="bilinear", align_corners=False)
-        loss = loss + weight * F.binary_cross_entropy_with_logits(logit, mask)
-    p = torch.sigmoid(F.interpolate(logits[-1], size=mask.shape[-2:], mode="bilinear", align_corners=False))
-    dice = 1 - (2 * (p * mask).sum((1, 2, 3)) + 1) / (p.sum((1, 2, 3)) + mask.sum((1, 2, 3)) + 1)
-    return loss + dice.mean()
 
 
 def to_batch(batch: dict[str, np.ndarray], device: torch.device) -> tuple[torch.Tensor, ...]:
