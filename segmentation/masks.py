@@ -1,10 +1,14 @@
 """Object masks as uint8 label images (0 = background, 1..255 = object ids), read from and written to PNG.
 
 Palette PNGs use the DAVIS palette, so masks open with the right colours in DAVIS tools and image viewers.
+The masks a run starts from are frame 0's PNG, or a folder of PNGs named by frame (DAVIS-2017 / Cutie style) for
+objects that appear later: `read_masks` reads and checks either.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -116,12 +120,8 @@ def _describe_levels(values: np.ndarray) -> str:
     return f"{len(values)} grey levels ({shown}{', ...' if len(values) > 6 else ''})"
 
 
-def read_first_mask(path, size: tuple[int, int] | None = None, binarize: bool = False) -> np.ndarray:
-    """Read the first frame's annotation as uint8 labels (0 = background, object ids as given).
-
-    ``size`` is the video's (width, height). Accepted: binary greyscale (0/255 or 0/1 -> id 1) and palette PNGs
-    (indices are ids, 255 = void -> background). With ``binarize`` any other mask is thresholded to one object.
-    """
+def _read_labels(path, size: tuple[int, int] | None, binarize: bool) -> np.ndarray:
+    """One annotation PNG as uint8 labels, checked for format and size; it may be empty."""
     path = user_path(path, "mask")
     img = _open_png(path)
     depth = _png_bit_depth(path)
@@ -161,6 +161,17 @@ def read_first_mask(path, size: tuple[int, int] | None = None, binarize: bool = 
                 f"{path.name}: mask is {labels.shape[1]}x{labels.shape[0]} but the video is {width}x{height}; "
                 "the mask must have the video's size"
             )
+    return labels
+
+
+def read_first_mask(path, size: tuple[int, int] | None = None, binarize: bool = False) -> np.ndarray:
+    """Read the first frame's annotation as uint8 labels (0 = background, object ids as given).
+
+    ``size`` is the video's (width, height). Accepted: binary greyscale (0/255 or 0/1 -> id 1) and palette PNGs
+    (indices are ids, 255 = void -> background). With ``binarize`` any other mask is thresholded to one object.
+    """
+    path = user_path(path, "mask")
+    labels = _read_labels(path, size, binarize)
     if not labels.any():
         raise InputError(f"{path.name}: mask has no object (every pixel is background); paint the object(s)")
     count = int(np.count_nonzero(np.bincount(labels.ravel(), minlength=256)[1:]))
@@ -169,6 +180,139 @@ def read_first_mask(path, size: tuple[int, int] | None = None, binarize: bool = 
             f"{path.name}: mask has {count} objects; at most {MAX_OBJECTS} can be tracked in one run"
         )
     return labels
+
+
+_FRAME_NUMBER = re.compile(r"[0-9]+")
+# Images a user may take for masks by mistake: refused in a masks folder (lossy, or not what we read); other
+# files there (notes, Thumbs.db) are left alone.
+_OTHER_IMAGES = {".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def frame_number(stem: str) -> int | None:
+    """The 0-based frame a mask's file name gives ("00005" -> 5), or None if the name is not a frame number."""
+    return int(stem) if _FRAME_NUMBER.fullmatch(stem) else None
+
+
+def _ids(labels: np.ndarray) -> list[int]:
+    return [int(i) for i in np.unique(labels) if i]
+
+
+@dataclass
+class MaskSet:
+    """The masks a run starts from: frame 0's labels, and the files of later frames' masks (checked already;
+    each is read again when its frame comes, so memory does not grow with the number of masks)."""
+
+    first: np.ndarray
+    size: tuple[int, int] | None = None
+    binarize: bool = False
+    later: dict[int, Path] = field(default_factory=dict)  # frame index -> mask file
+    starts: dict[int, int] = field(default_factory=dict)  # object id -> the first frame whose mask holds it
+
+    @property
+    def frames(self) -> list[int]:
+        return [0, *sorted(self.later)]
+
+    @property
+    def object_ids(self) -> list[int]:
+        return sorted(self.starts)
+
+    @property
+    def first_ids(self) -> list[int]:
+        return [i for i in self.object_ids if self.starts[i] == 0]
+
+    def at(self, frame: int) -> np.ndarray | None:
+        """The labels given for this frame, or None."""
+        if frame == 0:
+            return self.first
+        path = self.later.get(frame)
+        return None if path is None else _read_labels(path, self.size, self.binarize)
+
+
+def _mask_files(folder: Path) -> list[Path]:
+    try:
+        entries = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and not p.is_dir())
+    except OSError as e:
+        raise InputError(f"{folder}: cannot be read ({e.strerror or e})") from e
+    for path in entries:
+        if path.suffix.lower() in _OTHER_IMAGES:
+            raise InputError(
+                f"{path.name}: is not a PNG; masks must be lossless PNG files named by frame (00000.png, ...)"
+            )
+    files = [p for p in entries if p.suffix.lower() == ".png"]
+    if not files:
+        raise InputError(
+            f"{folder}: is a folder with no PNG masks in it; give frame 0's mask as a PNG file, or a folder "
+            "of masks named by frame (00000.png, 00005.png, ...)"
+        )
+    return files
+
+
+def _frames_of(folder: Path, files: list[Path], frame_count: int | None, frame_names) -> dict[int, Path]:
+    """Frame index -> mask file. Masks are named by 0-based frame number; for a frames folder, by the frames'
+    own names instead when every mask is named like a frame."""
+    stems = {name: index for index, name in enumerate(frame_names)}
+    by_stem = bool(stems) and all(p.stem in stems for p in files)
+    also = f", or like its frame ({frame_names[0]}.png for frame 0)" if stems else ""
+    frames: dict[int, Path] = {}
+    for path in files:
+        index = stems[path.stem] if by_stem else frame_number(path.stem)
+        if index is None:
+            raise InputError(
+                f"{path.name}: mask is not named by a frame; name each mask by its 0-based frame number "
+                f"(00000.png, 00005.png, ...){also}"
+            )
+        if index in frames:
+            raise InputError(
+                f"{frames[index].name} and {path.name}: both name frame {index}; keep one of them"
+            )
+        if frame_count is not None and index >= frame_count:
+            raise InputError(
+                f"{path.name}: names frame {index}, but the video has {frame_count} frame(s) "
+                f"(0 to {frame_count - 1})"
+            )
+        frames[index] = path
+    if 0 not in frames:
+        first = f"{frame_names[0]}.png" if by_stem else "00000.png"
+        raise InputError(
+            f"{folder}: no mask for frame 0 ({first}); frame 0's mask gives the objects to track"
+        )
+    return frames
+
+
+def read_masks(
+    source,
+    size: tuple[int, int] | None = None,
+    frame_count: int | None = None,
+    frame_names=(),
+    binarize: bool = False,
+) -> MaskSet:
+    """Read and check every mask a run starts from, before any work: one PNG (frame 0's mask, as
+    `read_first_mask`), or a folder of PNGs named by 0-based frame number (00000.png, 00005.png, ...) or, for a
+    frames folder (`frame_names`: its frames' stems), by the frames' own names. Frame 0 must have a mask; a later
+    one starts the new object ids drawn in it there and redraws the known ones where it paints them.
+    ``frame_count`` refuses masks for frames beyond the video's end."""
+    path = user_path(source, "mask")
+    if kind_of(path) != "folder":
+        first = read_first_mask(path, size, binarize)
+        return MaskSet(first, size, binarize, starts=dict.fromkeys(_ids(first), 0))
+    frames = _frames_of(path, _mask_files(path), frame_count, list(frame_names))
+    first = read_first_mask(frames.pop(0), size, binarize)
+    starts = dict.fromkeys(_ids(first), 0)
+    for index in sorted(frames):
+        labels = _read_labels(frames[index], size, binarize)
+        if not labels.any():
+            raise InputError(
+                f"{frames[index].name}: mask has no object (every pixel is background); a later frame's mask "
+                "adds or redraws the objects painted in it: paint them, or leave the file out"
+            )
+        for object_id in _ids(labels):
+            starts.setdefault(object_id, index)
+        if len(starts) > MAX_OBJECTS:
+            raise InputError(
+                f"{frames[index].name}: brings the objects to {len(starts)}; at most {MAX_OBJECTS} can be "
+                "tracked in one run"
+            )
+    return MaskSet(first, size, binarize, frames, starts)
 
 
 def write_mask(path, labels: np.ndarray) -> None:

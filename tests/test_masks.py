@@ -4,7 +4,15 @@ import pytest
 from PIL import Image
 
 from segmentation.errors import InputError
-from segmentation.masks import PALETTE, color_of, read_first_mask, read_mask, write_mask
+from segmentation.masks import (
+    MAX_OBJECTS,
+    PALETTE,
+    color_of,
+    read_first_mask,
+    read_mask,
+    read_masks,
+    write_mask,
+)
 
 W, H = 64, 48
 
@@ -158,3 +166,89 @@ def test_write_mask_rejects_out_of_range(tmp_path):
         write_mask(tmp_path / "x.png", np.full((4, 4), 300))
     write_mask(tmp_path / "sub" / "ok.png", np.ones((4, 4), np.int64))
     assert read_mask(tmp_path / "sub" / "ok.png").sum() == 16
+
+
+def masks_folder(tmp_path, named: dict[str, np.ndarray]):
+    folder = tmp_path / "masks"
+    folder.mkdir(exist_ok=True)
+    for name, labels in named.items():
+        write_mask(folder / name, labels)
+    return folder
+
+
+def one_object(object_id, rows=slice(5, 15)):
+    labels = np.zeros((H, W), np.uint8)
+    labels[rows, 10 * object_id : 10 * object_id + 8] = object_id
+    return labels
+
+
+def test_one_png_is_frame_zeros_mask(tmp_path):
+    write_mask(tmp_path / "m.png", labels_two_objects())
+    masks = read_masks(tmp_path / "m.png", size=(W, H), frame_count=3)
+    assert masks.frames == [0] and masks.starts == {1: 0, 3: 0} and masks.at(1) is None
+    assert np.array_equal(masks.at(0), labels_two_objects())
+
+
+def test_a_folder_of_masks_named_by_frame(tmp_path):
+    folder = masks_folder(
+        tmp_path, {"00000.png": one_object(1), "00005.png": one_object(2), "7.png": one_object(3)}
+    )
+    (folder / "notes.txt").write_text("other files are left alone")
+    masks = read_masks(folder, size=(W, H), frame_count=8)
+    assert masks.frames == [0, 5, 7]
+    assert masks.starts == {1: 0, 2: 5, 3: 7} and masks.first_ids == [1] and masks.object_ids == [1, 2, 3]
+    assert np.array_equal(masks.at(5), one_object(2)) and masks.at(6) is None
+
+
+def test_a_frames_folders_masks_may_use_the_frames_own_names(tmp_path):
+    folder = masks_folder(tmp_path, {"img_001.png": one_object(1), "img_004.png": one_object(2)})
+    names = [f"img_{i:03d}" for i in range(1, 9)]  # 1-based names: img_004 is frame 3
+    assert read_masks(folder, size=(W, H), frame_count=8, frame_names=names).starts == {1: 0, 2: 3}
+    with pytest.raises(
+        InputError, match=r"img_001.png: mask is not named by a frame.*like its frame \(a.png for frame 0"
+    ):
+        read_masks(folder, size=(W, H), frame_count=8, frame_names=["a", "b"])
+
+
+def test_a_later_mask_may_redraw_a_known_object(tmp_path):
+    folder = masks_folder(tmp_path, {"00000.png": one_object(1), "00002.png": one_object(1, slice(20, 30))})
+    assert read_masks(folder, size=(W, H), frame_count=4).starts == {1: 0}
+
+
+@pytest.mark.parametrize(
+    "named, message",
+    [
+        ({"00003.png": 1}, r"no mask for frame 0 \(00000.png\)"),
+        ({"00000.png": 1, "00009.png": 2}, r"00009.png: names frame 9, but the video has 4 frame\(s\) \(0 to 3\)"),
+        ({"00000.png": 1, "later.png": 2}, r"later.png: mask is not named by a frame.*00005.png"),
+        ({"00000.png": 1, "2.png": 2, "00002.png": 3}, "00002.png and 2.png: both name frame 2"),
+        ({"00000.png": 1, "00002.png": 0}, "00002.png: mask has no object.*leave the file out"),
+        ({"00000.png": 1, "00002.png": "small"}, r"00002.png: mask is 32x24 but the video is 64x48"),
+        ({"00000.png": 1, "00002.jpg": 2}, "00002.jpg: is not a PNG"),
+        ({}, "is a folder with no PNG masks"),
+    ],
+    ids=["no_frame_0", "beyond_the_end", "not_a_number", "two_for_one_frame", "empty_later", "wrong_size",
+         "jpeg", "empty_folder"],
+)  # fmt: skip
+def test_bad_masks_folders(tmp_path, named, message):
+    folder = tmp_path / "masks"
+    folder.mkdir()
+    for name, what in named.items():
+        if what == "small":
+            write_mask(folder / name, np.ones((24, 32), np.uint8))
+        elif name.endswith(".jpg"):
+            Image.fromarray(one_object(what) * 100).save(folder / name)
+        else:
+            write_mask(folder / name, one_object(what) if what else np.zeros((H, W), np.uint8))
+    with pytest.raises(InputError, match=message):
+        read_masks(folder, size=(W, H), frame_count=4)
+
+
+def test_objects_over_the_limit_across_masks(tmp_path):
+    many = np.zeros((H, W), np.uint8)
+    many.reshape(-1)[:MAX_OBJECTS] = np.arange(1, MAX_OBJECTS + 1)
+    folder = masks_folder(
+        tmp_path, {"00000.png": many, "00001.png": np.full((H, W), MAX_OBJECTS + 1, np.uint8)}
+    )
+    with pytest.raises(InputError, match=f"00001.png: brings the objects to {MAX_OBJECTS + 1}; at most"):
+        read_masks(folder, size=(W, H))
