@@ -69,6 +69,9 @@ def _segment(args: argparse.Namespace) -> None:
         f"(online training {t['online_training']:.1f} s, propagation {summary['propagation_fps']:.1f} frames/s, "
         f"total {t['total']:.1f} s on {summary['device']})"
     )
+    if len(summary["mask_frames"]) > 1:
+        starts = ", ".join(f"{k} from frame {v}" for k, v in summary["object_start_frames"].items())
+        print(f"masks at frames {', '.join(map(str, summary['mask_frames']))}; objects: {starts}")
     for retry in summary.get("retries", []):
         size = "x".join(map(str, retry["internal_size"]))
         print(
@@ -121,9 +124,10 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--size", type=int, default=256, help="internal resolution, short side in pixels")
         p.add_argument("--weights", default=None, help="checkpoint (default: the shipped weights/stcnn.pt)")
 
-    p = sub.add_parser("segment", help="segment a video from its first-frame mask")
+    p = sub.add_parser("segment", help="segment a video from its first-frame mask (and later frames' masks)")
     p.add_argument("video", help="video file, or a folder of JPEG/PNG frames sorted by name")
-    p.add_argument("mask", help="first-frame mask: binary 0/255 PNG, or palette PNG with object ids 1..N")
+    p.add_argument("mask", help="first-frame mask: binary 0/255 PNG, or palette PNG with object ids 1..N; or a "
+                   "folder of such masks named by frame (00000.png, 00005.png, ...) for objects that appear later")  # fmt: skip
     p.add_argument("-o", "--out", required=True, help="output folder (must not exist, unless --overwrite)")
     p.add_argument("--fps", type=float, default=None, help="frame rate of a frames folder (default 24)")
     p.add_argument("--binarize", action="store_true", help="threshold an RGB or anti-aliased mask at 50%%")

@@ -1,4 +1,5 @@
-"""`segment()`: one video and its first-frame mask in, masks, overlay video, trajectory and summary out.
+"""`segment()`: one video and its masks (frame 0's, and any later frames' for objects that appear later) in;
+masks, overlay video, trajectory and summary out.
 
 Frames are streamed: each is decoded, segmented, written as a mask, drawn into the overlay and encoded before the
 next is read, so memory stays flat however long the video is. Everything is written into a temporary folder
@@ -26,7 +27,7 @@ import torch
 from . import __version__
 from .errors import Cancelled, InputError, OutputError, SegmentationError
 from .inference import Segmenter, model_size
-from .masks import read_first_mask, write_mask
+from .masks import MaskSet, read_masks, write_mask
 from .online import budget_for, fine_tune
 from .paths import kind_of, user_path
 from .render import overlay
@@ -174,32 +175,36 @@ def _device_name(device: torch.device) -> str:
 
 def segment(
     video: str | os.PathLike,
-    first_mask: str | os.PathLike,
+    masks: str | os.PathLike,
     out_dir: str | os.PathLike,
     options: SegmentOptions | None = None,
     progress: Callable[[Progress], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> dict:
-    """Segments every frame of `video` from the objects in `first_mask`; returns the summary (also in
-    OUT/summary.json). Raises InputError, WeightsError or Cancelled with a one-line message."""
+    """Segments every frame of `video` from the objects in `masks`: frame 0's mask PNG, or a folder of mask PNGs
+    named by frame (00000.png, 00005.png, ...; see masks.read_masks) for objects that appear later. Returns the
+    summary (also in OUT/summary.json). Raises InputError, WeightsError or Cancelled with a one-line message."""
     options = _as_options(options)
     tune_allocator()  # process-wide and idempotent: every entry point (CLI, dashboard job, Celery) gets it
     _check_options(options)
-    video, first_mask = user_path(video, "video"), user_path(first_mask, "mask")
-    out_dir = _check_out_dir(out_dir, options.overwrite, (video, first_mask))
+    video, mask_source = user_path(video, "video"), user_path(masks, "mask")
+    out_dir = _check_out_dir(out_dir, options.overwrite, (video, mask_source))
     report = progress or (lambda p: None)
     started = time.perf_counter()
 
     report(Progress("decode", 0, 1))
     info = probe(video, fps=options.fps)
-    labels0 = read_first_mask(first_mask, size=(info.width, info.height), binarize=options.binarize)
+    given = read_masks(
+        mask_source, (info.width, info.height), info.frame_count, info.frame_names if info.is_folder else (),
+        options.binarize,
+    )  # fmt: skip
     device = pick_device(options.device)
     short_side = options.short_side
     retries: list[dict] = []
     while True:
         try:
             summary = _segment_once(
-                video, info, labels0, out_dir, options, device, short_side, report, cancel, started, retries
+                video, info, given, out_dir, options, device, short_side, report, cancel, started, retries
             )
             break
         except torch.cuda.OutOfMemoryError as error:
@@ -231,7 +236,7 @@ def segment(
 def _segment_once(
     video: Path,
     info,
-    labels0: np.ndarray,
+    masks: MaskSet,
     out_dir: Path,
     options: SegmentOptions,
     device: torch.device,
@@ -243,7 +248,7 @@ def _segment_once(
 ) -> dict:
     """One attempt: loads the model on `device`, runs at `short_side` and publishes OUT."""
     timings = {"decode": 0.0, "online_training": 0.0, "propagation": 0.0, "write_masks": 0.0, "render": 0.0}
-    object_ids = [int(i) for i in np.unique(labels0) if i]
+    object_ids = masks.object_ids
     model, weights_meta = load_model(options.weights, device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
@@ -260,11 +265,11 @@ def _segment_once(
         if first is None:
             raise InputError(f"no frames could be decoded from {video}")
 
-        # Online training on frame 0, at the model's size.
+        # Online training on frame 0's objects, at the model's size (later masks are only propagated).
         budget = budget_for(options.preset, device, options.online_seconds)
         t = time.perf_counter()
         small_frame = cv2.resize(first, size, interpolation=cv2.INTER_AREA)
-        small_labels = cv2.resize(labels0, size, interpolation=cv2.INTER_NEAREST)
+        small_labels = cv2.resize(masks.first, size, interpolation=cv2.INTER_NEAREST)
 
         if fault_hook:
             fault_hook("online training")
@@ -276,7 +281,8 @@ def _segment_once(
                 raise Cancelled("run cancelled")
 
         report(Progress("online training", 0, budget.iterations, budget.seconds))
-        online = fine_tune(model, small_frame, small_labels, object_ids, device, budget, online_progress)
+        online = fine_tune(model, small_frame, small_labels, masks.first_ids, device, budget, online_progress)
+        online["objects"] = masks.first_ids
         timings["online_training"] = time.perf_counter() - t
 
         segmenter = Segmenter(model, device, size, gate=options.gate)
@@ -294,7 +300,7 @@ def _segment_once(
                 if fault_hook:
                     fault_hook("propagation")
                 t = time.perf_counter()
-                labels = segmenter.step(frame, labels0 if count == 0 else None)
+                labels = segmenter.step(frame, masks.at(count))
                 timings["propagation"] += time.perf_counter() - t
 
                 t = time.perf_counter()
@@ -329,6 +335,12 @@ def _segment_once(
             report(Progress("encode", count, count))
             t = time.perf_counter()
         timings["render"] += time.perf_counter() - t  # closing the writer flushes the encoder
+        unused = [i for i in masks.later if i >= count]  # a container's frame count can be an estimate
+        if unused:
+            raise InputError(
+                f"{masks.later[min(unused)].name}: names frame {min(unused)}, but the video has only {count} "
+                f"frame(s) (0 to {count - 1})"
+            )
 
         write_csv(rows, tmp / "trajectory.csv")
         timings["total"] = time.perf_counter() - started
@@ -344,6 +356,9 @@ def _segment_once(
                 "rotation": info.rotation,
             },
             "objects": object_ids,
+            # Frames the user gave a mask for, and the frame where each object id's mask first appears.
+            "mask_frames": masks.frames,
+            "object_start_frames": {str(k): v for k, v in sorted(masks.starts.items())},
             "model": {
                 "name": "STCNN (EfficientNet-Lite0)",
                 "weights": str(Path(options.weights) if options.weights else weights_path()),

@@ -32,6 +32,9 @@ class SyntheticClip:
     size: tuple[int, int]  # (width, height)
     n_frames: int = 0
     object_ids: list[int] | None = None
+    # With appear_at: frame 0's mask and, for each later frame where objects appear, a mask of just those
+    # (00000.png, 00005.png, ...: the layout `stcnn segment VIDEO MASKS_FOLDER` reads).
+    masks_dir: Path | None = None
 
     @property
     def video_path(self) -> Path:
@@ -153,11 +156,21 @@ def make_clip(
     seed: int = 0,
     fps: float = 24.0,
     as_folder: bool = False,
+    appear_at: dict[int, int] | None = None,
 ) -> SyntheticClip:
-    """Write a synthetic clip, its first-frame mask and per-frame ground truth under ``out_dir``."""
+    """Write a synthetic clip, its first-frame mask and per-frame ground truth under ``out_dir``.
+
+    ``appear_at`` maps object ids to the frame they come into view (the others are there from frame 0); the
+    clip then also gets a masks folder with a mask at each of those frames (``masks_dir``)."""
     width, height = size
+    appear_at = dict(appear_at or {})
     if n_frames < 1 or not 1 <= n_objects <= 32:
         raise ValueError("n_frames must be >= 1 and n_objects in 1..32")
+    if appear_at and (
+        not set(appear_at) < set(range(1, n_objects + 1))
+        or not all(0 < t < n_frames for t in appear_at.values())
+    ):
+        raise ValueError("appear_at: ids of some of the objects (not all) -> frames in 1..n_frames-1")
     if width < 32 or height < 32:
         raise ValueError(f"size must be at least 32x32, got {width}x{height}")
     if not as_folder and (width % 2 or height % 2):
@@ -187,6 +200,8 @@ def make_clip(
             frame = canvas[oy : oy + height, ox : ox + width].copy()
             labels = np.zeros((height, width), np.uint8)
             for sprite in sprites:  # in id order: later ids are drawn on top
+                if t < appear_at.get(sprite.object_id, 0):
+                    continue
                 x, y = sprite.top_left(t)
                 h, w = sprite.mask.shape
                 frame[y : y + h, x : x + w][sprite.mask] = sprite.texture[sprite.mask]
@@ -198,6 +213,9 @@ def make_clip(
             else:
                 writer.write(frame)
             write_mask(gt_dir / f"{t:05d}.png", labels)
+            new = [i for i in ids if appear_at.get(i, 0) == t]
+            if appear_at and new:
+                write_mask(out_dir / "masks" / f"{t:05d}.png", np.where(np.isin(labels, new), labels, 0))
             for row in frame_rows(t, t / fps, labels, ids):
                 centroids[row["object_id"]].append((row["x"], row["y"]))
             if t == 0:
@@ -220,4 +238,5 @@ def make_clip(
         size=(width, height),
         n_frames=n_frames,
         object_ids=ids,
+        masks_dir=out_dir / "masks" if appear_at else None,
     )

@@ -118,6 +118,23 @@ def files(tmp_path_factory) -> dict[str, Path]:
     write_palette(d / "m_many.png", many)
     write_palette(d / "m_void.png", np.full((H, W), 255, np.uint8))
     (d / "m_folder").mkdir()
+
+    # Folders of masks named by frame, for objects that appear later (the video has 4 frames).
+    def masks_folder(name, **masks) -> None:
+        (d / name).mkdir()
+        for stem, array in masks.items():
+            write_png(d / name / f"{stem.lstrip('_')}.png", array)
+
+    small, empty = box_mask(32, 24), np.zeros((H, W), np.uint8)
+    masks_folder("mf_no_frame_0", _00002=box_mask())
+    masks_folder("mf_beyond_end", _00000=box_mask(), _00004=box_mask())
+    masks_folder("mf_not_a_number", _00000=box_mask(), later=box_mask())
+    masks_folder("mf_small", _00000=box_mask(), _00002=small)
+    masks_folder("mf_empty", _00000=box_mask(), _00002=empty)
+    masks_folder("mf_twice", _00000=box_mask(), _00002=box_mask(), _2=box_mask())
+    masks_folder("mf_jpeg", _00000=box_mask())
+    write_png(d / "mf_jpeg" / "00002.jpg", box_mask(), format="JPEG")
+    masks_folder("mf_bad_first", _00000=small, _00002=box_mask())
     return {**f, **{p.name: p for p in d.iterdir()}}
 
 
@@ -163,6 +180,14 @@ MASK_CASES = {
     "video_as_mask": ("video", "video", "not a readable image"),
     "nul_in_mask_name": ("video", lambda f: str(f["mask"]) + "\0", "NUL"),
     "long_mask_name": ("video", lambda f: f["mask"].parent / ("m" * 256 + ".png"), "too long"),
+    "masks_folder_without_frame_0": ("video", "mf_no_frame_0", r"no mask for frame 0 \(00000.png\)"),
+    "mask_beyond_the_end": ("video", "mf_beyond_end", r"00004.png: names frame 4, but the video has 4 frame"),
+    "mask_not_named_by_frame": ("video", "mf_not_a_number", "later.png: mask is not named by a frame"),
+    "later_mask_wrong_size": ("video", "mf_small", "00002.png: mask is 32x24 but the video is 64x48"),
+    "later_mask_empty": ("video", "mf_empty", "00002.png: mask has no object"),
+    "two_masks_for_one_frame": ("video", "mf_twice", "00002.png and 2.png: both name frame 2"),
+    "jpeg_in_masks_folder": ("video", "mf_jpeg", "00002.jpg: is not a PNG"),
+    "first_of_masks_wrong_size": ("video", "mf_bad_first", "00000.png: mask is 32x24"),
 }
 INPUT_CASES = {**VIDEO_CASES, **MASK_CASES}
 
@@ -216,6 +241,31 @@ def test_bad_input_cli(files, tmp_path, capsys, name):
     assert rc == 2 and line.startswith("stcnn: error: ") and stdout == ""
     assert re.search(message, line, re.IGNORECASE)
     assert_nothing_written(out)
+
+
+def test_masks_are_all_checked_before_any_work(files, tmp_path, monkeypatch):
+    def no_model(*_args, **_kwargs):
+        raise AssertionError("the model was loaded before the masks were checked")
+
+    monkeypatch.setattr(pipeline, "load_model", no_model)
+    for folder in ("mf_beyond_end", "mf_small", "mf_empty"):
+        with pytest.raises(InputError):
+            segment(files["video"], files[folder], tmp_path / "out", FAST)
+    assert_nothing_written(tmp_path / "out")
+
+
+def test_a_mask_past_the_decoded_end_of_an_estimated_count(files, tmp_path, capsys):
+    # Matroska keeps no frame count: 4 frames spread over 2 s are estimated at 49, so 00010.png passes the
+    # up-front check; the run then finds the video ended first, and says so instead of ignoring the mask.
+    video = write_video(tmp_path / "vfr.mkv", n=4, pts=[0, 40, 80, 2000])
+    folder = tmp_path / "masks"
+    folder.mkdir()
+    write_png(folder / "00000.png", box_mask())
+    write_png(folder / "00010.png", box_mask())
+    rc, _, stderr = run_cli(capsys, "segment", video, folder, "-o", tmp_path / "out", "--online-seconds", "0")
+    line = one_line_error(stderr)
+    assert rc == 2 and re.search(r"00010.png: names frame 10, but the video has only 4 frame", line), line
+    assert_nothing_written(tmp_path / "out")
 
 
 # Option values through the Python API: SegmentOptions fields, or a dict (as a JSON body gives them).
