@@ -1,6 +1,6 @@
 """REST API on the Dash app's Flask server. Errors are JSON with a 4xx status and a readable message.
 
-POST   /api/runs                       multipart: video, mask, [gt], name, preset, device, ... -> 202 {"id"}
+POST   /api/runs                       multipart: video, mask, [masks...], [gt], name, preset, ... -> 202 {"id"}
 GET    /api/runs                       all runs, newest first
 GET    /api/runs/<id>                  status, stage, progress, error, results
 GET    /api/runs/<id>/files/<kind>     overlay | masks | trajectory | summary | evaluation | preview | thumbnail | check
@@ -37,7 +37,8 @@ from dashboard.storage import FINISHED, RunNotFound
 api = Blueprint("api", __name__, url_prefix="/api")
 log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
-FILE_FIELDS = ("video", "mask", "gt")
+FILE_FIELDS = ("video", "mask", "masks", "gt")
+REPEATABLE = ("masks",)  # masks for later frames: PNGs named by frame (00005.png), or zips of them
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
@@ -144,27 +145,34 @@ def create_run():
     storage, settings = ctx().storage, ctx().settings
     files, form = request.files, request.form
     # (the files are removed after the request unless moved into the run: StreamingRequest.remove_parts)
-    if "video" not in files or "mask" not in files:
-        raise BadRequest("Send the video as 'video' and the first-frame mask PNG as 'mask' (multipart).")
+    if "video" not in files or ("mask" not in files and "masks" not in files):
+        raise BadRequest(
+            "Send the video as 'video' and the first-frame mask PNG as 'mask' (multipart); masks for later "
+            "frames, named by frame number (00005.png), as 'masks'."
+        )
     unknown = sorted(set(files) - set(FILE_FIELDS))
     if unknown:
         raise BadRequest(f"Unknown file field(s): {', '.join(unknown)}; send {', '.join(FILE_FIELDS)}.")
-    repeated = sorted(key for key, values in [*files.lists(), *form.lists()] if len(values) > 1)
+    repeated = sorted(
+        key for key, values in [*files.lists(), *form.lists()] if len(values) > 1 and key not in REPEATABLE
+    )
     if repeated:
         raise BadRequest(f"Send each field once; repeated: {', '.join(repeated)}.")
-    for key, field in files.items():
+    for key, field in files.items(multi=True):
         if not hasattr(field.stream, "name"):  # only ever our files on disk: nothing else to trust
             raise BadRequest(f"'{key}' must be a file upload.")
         field.stream.flush()
         if Path(field.stream.name).stat().st_size > settings.max_upload_bytes:
             return _error(413, f"'{key}' is larger than the limit of {settings.max_upload_mb} MB.")
-    video, mask = files["video"], files["mask"]
+    video, mask = files["video"], files.get("mask")
     try:
         run_id = start_run(
             storage, ctx().runner,
             video=Path(video.stream.name), video_name=clean_name(video.filename, "video.mp4"),
-            mask=Path(mask.stream.name), mask_name=clean_name(mask.filename, "the mask"), name=form.get("name", ""),
-            options=parse_options(form),
+            mask=None if mask is None else Path(mask.stream.name),  # (a FileStorage without a name is falsy)
+            mask_name=clean_name(None if mask is None else mask.filename, "the mask"),
+            more_masks=[(Path(f.stream.name), clean_name(f.filename, "a mask")) for f in files.getlist("masks")],
+            name=form.get("name", ""), options=parse_options(form),
             gt_zip=Path(files["gt"].stream.name) if "gt" in files else None,
         )  # fmt: skip
     except _engine_errors() as exc:

@@ -1,43 +1,41 @@
-"""Look at a video and its first-frame mask before a run starts, so a wrong mask is caught early."""
+"""Look at a video and its masks before a run starts, so a wrong mask is caught early."""
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
 
-import numpy as np
-
 
 def check_inputs(video: Path, mask: Path, binarize: bool = False) -> tuple[dict, bytes]:
-    """Return the video's facts, the object ids in the mask and a PNG of frame 0 with the mask drawn on it.
+    """Return the video's facts, the object ids in the masks, the frames that have a mask and where each object
+    starts, and a PNG of frame 0 with its mask drawn on it. `mask`: frame 0's PNG or a folder of masks named by
+    frame, as the engine takes them.
 
-    Raises the engine's InputError (a one-line message for the user) when either file cannot be used.
+    Raises the engine's InputError (a one-line message for the user) when a file cannot be used.
     """
     from PIL import Image
 
-    from segmentation.errors import InputError
-    from segmentation.masks import read_first_mask
+    from segmentation.masks import read_masks
     from segmentation.render import overlay
     from segmentation.video import iter_frames, probe
 
     info = probe(video)
-    labels = read_first_mask(mask, size=(info.width, info.height), binarize=binarize)
-    objects = sorted(int(value) for value in np.unique(labels) if value != 0)
-    if not objects:
-        raise InputError("The mask has no object in it: paint each object with its own colour on black.")
+    masks = read_masks(mask, (info.width, info.height), info.frame_count, binarize=binarize)
     frames = iter_frames(video)
     try:
         first = next(iter(frames))
     finally:
         getattr(frames, "close", lambda: None)()
     png = io.BytesIO()
-    Image.fromarray(overlay(first, labels)).save(png, format="PNG")
+    Image.fromarray(overlay(first, masks.first)).save(png, format="PNG")
     facts = {
         "width": info.width,
         "height": info.height,
         "fps": info.fps,
         "frame_count": info.frame_count,
-        "objects": objects,
+        "objects": masks.object_ids,
+        "mask_frames": masks.frames,
+        "starts": masks.starts,  # object id -> the frame whose mask first holds it
     }
     return facts, png.getvalue()
 

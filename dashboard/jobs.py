@@ -242,9 +242,10 @@ def reporter_progress(storage: Storage, run_id: str) -> float:
 def _message(error: Exception, storage: Storage, run: dict) -> str:
     from dashboard.checks import user_message
 
-    run_id = run["id"]
+    run_id, masks = run["id"], storage.input_mask(run["id"])
     return user_message(error, {
-        storage.input_video(run_id): run["video_name"] or "the video", storage.input_mask(run_id): "the mask",
+        storage.input_video(run_id): run["video_name"] or "the video",
+        masks: "the masks" if masks.is_dir() else "the mask",
         storage.gt_dir(run_id): "the ground truth", storage.result_dir(run_id) / "masks": "the run's masks",
         storage.run_dir(run_id): "the run folder",
     })  # fmt: skip

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
 import uuid
 import zipfile
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from dashboard.checks import check_inputs, user_message
-from dashboard.storage import Storage
+from dashboard.storage import Storage, png_members
 
 PRESETS = ("fast", "balanced", "quality")
 DEVICES = ("auto", "cpu", "cuda")
@@ -27,7 +31,7 @@ FILE_KINDS = {
 }
 
 
-# Unpacked ground truth may not be bigger than this (a zip bomb would otherwise fill the disk mid-run).
+# Unpacked ground truth or masks may not be bigger than this (a zip bomb would otherwise fill the disk).
 MAX_GT_BYTES = 4 * 1024**3
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -74,32 +78,141 @@ def parse_options(raw: dict) -> dict:
     return options
 
 
+def _zip_pngs(path: Path, what: str) -> tuple[zipfile.ZipFile, list[tuple[zipfile.ZipInfo, str]]]:
+    """An open zip and its PNG members; BadRequest if it is not a readable zip, holds no PNG or unpacks too big."""
+    message = f"{what} must be a .zip of PNG masks (00000.png, 00001.png, ...)."
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError):
+        raise BadRequest(message) from None
+    members = png_members(archive)
+    unpacked = sum(member.file_size for member, _ in members)
+    if not members:
+        archive.close()
+        raise BadRequest(message + " This one has no PNG in it.")
+    if unpacked > MAX_GT_BYTES:
+        archive.close()
+        raise BadRequest(f"{what} unpacks to {unpacked / 1024**3:.1f} GB; the limit is 4 GB.")
+    return archive, members
+
+
+def _stage_masks(folder: Path, mask: Path | None, mask_name: str, more: Sequence[tuple[Path, str]]) -> dict:
+    """Copies the masks into `folder` as 00000.png, 00005.png, ...; returns {copy: the user's name}."""
+    from segmentation.masks import frame_number
+
+    names: dict[Path, str] = {}
+
+    def place(name: str, index: int | None, write) -> None:
+        if index is None:
+            raise BadRequest(
+                f"{name}: a mask for a later frame is named by its frame number (00005.png = frame 5, "
+                "counting from 0)."
+            )
+        target = folder / f"{index:05d}.png"
+        if target in names:
+            raise BadRequest(f"{names[target]} and {name}: both are masks for frame {index}; keep one.")
+        names[target] = name
+        write(target)
+
+    if mask is not None:
+        place(mask_name, 0, lambda target: shutil.copyfile(mask, target))
+    for path, name in more:
+        with path.open("rb") as stream:
+            is_zip = stream.read(4) == b"PK\x03\x04" or name.lower().endswith(".zip")
+        if not is_zip:
+            place(
+                name, frame_number(Path(name).stem), lambda target, path=path: shutil.copyfile(path, target)
+            )
+            continue
+        archive, members = _zip_pngs(path, name)
+        with archive:
+            for member, member_name in members:
+
+                def unpack(target, member=member, archive=archive):
+                    with archive.open(member) as src, target.open("wb") as dst:
+                        shutil.copyfileobj(src, dst)
+
+                place(member_name, frame_number(Path(member_name).stem), unpack)
+    return names
+
+
+@contextmanager
+def gathered_masks(
+    storage: Storage, mask: Path | None, mask_name: str, more: Sequence[tuple[Path, str]] = ()
+) -> Iterator[tuple[Path, dict[Path, str]]]:
+    """The masks as the engine reads them, with {file: the user's name} for messages. Frame 0's mask alone is
+    used as it is; with masks for later frames (PNGs named by frame number, or zips of them) all are copied into
+    a staging folder as 00000.png, 00005.png, ... (names made from the parsed numbers, never the user's text),
+    which is removed afterwards unless create_run moved it into a run. The uploads themselves stay."""
+    if not more:
+        if mask is None:
+            raise BadRequest(
+                "Give frame 0's mask: a PNG with each object painted in its own colour on black."
+            )
+        yield mask, {mask: mask_name}
+        return
+    folder = storage.new_staging()
+    try:
+        try:
+            names = _stage_masks(folder, mask, mask_name, more)
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
+            # damaged, oddly compressed or encrypted members
+            raise BadRequest(f"A masks .zip could not be unpacked ({exc}).") from None
+        yield folder, {**names, folder: "the masks"}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)  # already moved away when a run was made from it
+
+
+def _checked(video: Path, video_name: str, masks: Path, names: dict, binarize: bool) -> tuple[dict, bytes]:
+    """check_inputs, with the engine's message naming the user's files instead of our storage paths."""
+    from segmentation.errors import SegmentationError
+
+    try:
+        return check_inputs(video, masks, binarize=binarize)
+    except SegmentationError as exc:
+        raise type(exc)(user_message(exc, {video: video_name, **names})) from None
+
+
+def check_run_inputs(
+    storage: Storage,
+    *,
+    video: Path,
+    video_name: str,
+    mask: Path | None,
+    mask_name: str = "the mask",
+    more_masks: Sequence[tuple[Path, str]] = (),
+    binarize: bool = False,
+) -> tuple[dict, bytes]:
+    """What start_run checks, starting nothing: check_inputs' facts and frame-0 picture (the New run page's
+    preview). Raises the engine's InputError or BadRequest with a readable message."""
+    with gathered_masks(storage, mask, mask_name, more_masks) as (masks, names):
+        return _checked(video, video_name, masks, names, binarize)
+
+
 def start_run(
     storage: Storage,
     runner,
     *,
     video: Path,
     video_name: str,
-    mask: Path,
+    mask: Path | None,
     mask_name: str = "the mask",
+    more_masks: Sequence[tuple[Path, str]] = (),
     name: str = "",
     options: dict | None = None,
     gt_zip: Path | None = None,
 ) -> str:
-    """Check the inputs (raises the engine's InputError with a readable message), store them, queue the run."""
-    from segmentation.errors import SegmentationError
-
+    """Check the inputs (raises the engine's InputError or BadRequest with a readable message), store them,
+    queue the run. `more_masks`: (file, user's name) of masks for later frames, PNGs or zips of them."""
     options = options or {}
-    try:
-        _facts, check_png = check_inputs(video, mask, binarize=options.get("binarize", False))
-    except SegmentationError as exc:
-        raise type(exc)(user_message(exc, {video: video_name, mask: mask_name})) from None
-    if gt_zip is not None:
-        check_gt_zip(gt_zip)
-    run_id = storage.create_run(
-        name=clean_name(name), video=video, mask=mask, video_name=clean_name(video_name, "video"),
-        options=options, gt_zip=gt_zip,
-    )  # fmt: skip
+    with gathered_masks(storage, mask, mask_name, more_masks) as (masks, names):
+        _facts, check_png = _checked(video, video_name, masks, names, options.get("binarize", False))
+        if gt_zip is not None:
+            check_gt_zip(gt_zip)
+        run_id = storage.create_run(
+            name=clean_name(name), video=video, mask=masks, video_name=clean_name(video_name, "video"),
+            options=options, gt_zip=gt_zip,
+        )  # fmt: skip
     try:
         storage.check_path(run_id).write_bytes(check_png)
     except OSError:
@@ -110,19 +223,8 @@ def start_run(
 
 
 def check_gt_zip(path: Path) -> None:
-    message = "The ground truth must be a .zip of PNG masks (00000.png, 00001.png, ...)."
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = [
-                m for m in archive.infolist() if m.filename.lower().endswith(".png") and not m.is_dir()
-            ]
-            unpacked = sum(m.file_size for m in members)
-    except (zipfile.BadZipFile, OSError, ValueError):
-        raise BadRequest(message) from None
-    if not members:
-        raise BadRequest(message + " This one has no PNG in it.")
-    if unpacked > MAX_GT_BYTES:
-        raise BadRequest(f"The ground truth unpacks to {unpacked / 1024**3:.1f} GB; the limit is 4 GB.")
+    archive, _members = _zip_pngs(path, "The ground truth")
+    archive.close()
 
 
 def rerun(storage: Storage, runner, run_id: str) -> None:

@@ -4,7 +4,10 @@ Layout (every path derives from a run id or an upload token, never from a user's
 
     <root>/index.sqlite          runs index (WAL, so the web app reads while a worker writes)
     <root>/uploads/<token>.part  videos and masks being received in chunks
-    <root>/runs/<id>/input/      video.<ext>, mask.png, gt.zip (as uploaded)
+    <root>/uploads/masks-<uuid>.staging/  masks named by frame, gathered from uploads while a run is checked
+    <root>/runs/<id>/input/      video.<ext>, gt.zip (as uploaded), and mask.png (frame 0's mask) or
+                                 masks/00000.png, 00005.png, ... (masks named by frame, for objects that
+                                 appear later)
     <root>/runs/<id>/gt/         ground-truth masks unpacked from gt.zip
     <root>/runs/<id>/result/     the engine's out_dir (appears whole or not at all)
     <root>/runs/<id>/preview.jpg latest masked frame while running
@@ -84,6 +87,17 @@ def is_run_id(value: object) -> bool:
     return isinstance(value, str) and _ID.fullmatch(value) is not None
 
 
+def png_members(archive: zipfile.ZipFile) -> list[tuple[zipfile.ZipInfo, str]]:
+    """The PNG files in a zip wherever they sit in it, each with its own file name (folders dropped); hidden
+    ones such as macOS's ._00000.png are left out."""
+    found = []
+    for member in archive.infolist():
+        name = re.split(r"[\\/]", member.filename)[-1]
+        if not member.is_dir() and name.lower().endswith(".png") and not name.startswith("."):
+            found.append((member, name))
+    return found
+
+
 class Storage:
     def __init__(self, root: str | Path):
         self.root = Path(root).resolve()
@@ -160,7 +174,10 @@ class Storage:
         return self.run_dir(run_id) / "input" / f"video{self.get_run(run_id)['video_ext']}"
 
     def input_mask(self, run_id: str) -> Path:
-        return self.run_dir(run_id) / "input" / "mask.png"
+        """The masks the engine starts from: input/masks/ (named by frame) when the run has later frames' masks,
+        else input/mask.png."""
+        folder = self.run_dir(run_id) / "input" / "masks"
+        return folder if folder.is_dir() else folder.with_name("mask.png")
 
     def gt_zip(self, run_id: str) -> Path:
         return self.run_dir(run_id) / "input" / "gt.zip"
@@ -216,6 +233,12 @@ class Storage:
                 out.write(chunk)
         return size
 
+    def new_staging(self) -> Path:
+        """An empty private folder under uploads/ (removed by the caller, or by cleanup_uploads a day later)."""
+        folder = self.uploads_root / f"masks-{uuid.uuid4().hex}.staging"
+        folder.mkdir()
+        return folder
+
     def discard_upload(self, token: str) -> None:
         for suffix in (".part", ".json"):
             (self.uploads_root / f"{token}{suffix}").unlink(missing_ok=True)
@@ -224,7 +247,11 @@ class Storage:
         cutoff = time.time() - max_age_s
         for path in self.uploads_root.iterdir():
             try:
-                if path.lstat().st_mtime < cutoff:
+                if path.lstat().st_mtime >= cutoff:
+                    continue
+                if path.name.endswith(".staging") and not path.is_symlink() and path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)  # left by a process killed while checking a run
+                else:
                     path.unlink(missing_ok=True)
             except OSError:  # another web worker removed it first, or it is a folder: not ours to judge
                 continue
@@ -241,7 +268,8 @@ class Storage:
         options: dict | None = None,
         gt_zip: Path | None = None,
     ) -> str:
-        """Move the received files into a new run folder and queue the run."""
+        """Move the received files into a new run folder and queue the run. `mask`: frame 0's PNG, or a folder of
+        masks named by frame (00000.png, ...)."""
         run_id = uuid.uuid4().hex
         ext = Path(video_name).suffix.lower()
         ext = ext if ext in VIDEO_EXTS else ".bin"
@@ -249,7 +277,7 @@ class Storage:
         try:
             input_dir.mkdir(parents=True)
             shutil.move(video, input_dir / f"video{ext}")
-            shutil.move(mask, input_dir / "mask.png")
+            shutil.move(mask, input_dir / ("masks" if mask.is_dir() else "mask.png"))
             if gt_zip is not None:
                 shutil.move(gt_zip, input_dir / "gt.zip")
             now = time.time()
@@ -462,11 +490,8 @@ class Storage:
         shutil.rmtree(target, ignore_errors=True)
         target.mkdir(parents=True)
         with zipfile.ZipFile(source) as archive:
-            for member in archive.infolist():
-                stem = Path(member.filename).name
-                if member.is_dir() or not stem.lower().endswith(".png") or stem.startswith("."):
-                    continue
-                safe = re.sub(r"[^0-9A-Za-z_.-]", "_", stem)
+            for member, name in png_members(archive):
+                safe = re.sub(r"[^0-9A-Za-z_.-]", "_", name)
                 with archive.open(member) as src, (target / safe).open("wb") as dst:
                     shutil.copyfileobj(src, dst)
         return target

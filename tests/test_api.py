@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 import zipfile
 
@@ -14,6 +15,7 @@ from dashboard_fixtures import FAST_OPTIONS, post_run, wait_for_run
 from PIL import Image
 
 from dashboard.app import create_app
+from segmentation.masks import write_mask
 
 
 @pytest.fixture
@@ -62,6 +64,89 @@ def test_ground_truth_given_with_the_run_is_scored(client, tiny_clip, tmp_path):
     run = wait_for_run(client, run_id)
     assert run["status"] == "done" and 0 <= run["jf"] <= 1
     assert "evaluation" in run["files"]
+
+
+@pytest.fixture(scope="module")
+def later_clip(tmp_path_factory):
+    """Object 2 comes into view at frame 4: masks/00000.png holds object 1, masks/00004.png object 2."""
+    from segmentation.synthetic import make_clip
+
+    folder = tmp_path_factory.mktemp("later")
+    return make_clip(folder, n_frames=10, size=(96, 64), n_objects=2, seed=3, appear_at={2: 4})
+
+
+def post_later_masks(client, clip, masks, mask=True):
+    """POST the clip with frame 0's mask as 'mask' (unless mask=False) and `masks`: [(bytes, name)] as 'masks'."""
+    data = {"video": (clip.video.open("rb"), "clip.mp4"), **FAST_OPTIONS}
+    if mask:
+        data["mask"] = ((clip.masks_dir / "00000.png").open("rb"), "first.png")
+    data["masks"] = [(io.BytesIO(content), name) for content, name in masks]
+    return client.post("/api/runs", data=data, content_type="multipart/form-data")
+
+
+def test_a_mask_at_a_later_frame_starts_its_object_there(client, later_clip, storage_dir):
+    later = (later_clip.masks_dir / "00004.png").read_bytes()
+    answer = post_later_masks(client, later_clip, [(later, "4.png")])
+    assert answer.status_code == 202, answer.get_json()
+    run_id = answer.get_json()["id"]
+    stored = storage_dir / "runs" / run_id / "input" / "masks"
+    assert sorted(p.name for p in stored.iterdir()) == [
+        "00000.png",
+        "00004.png",
+    ]  # named by frame, not by user
+    assert list((storage_dir / "uploads").iterdir()) == []
+    run = wait_for_run(client, run_id)
+    assert run["status"] == "done", run["error"]
+    assert run["objects"] == [1, 2]
+    summary = json.loads(client.get(f"/api/runs/{run_id}/files/summary").data)
+    assert summary["mask_frames"] == [0, 4] and summary["object_start_frames"] == {"1": 0, "2": 4}
+    masks = zipfile.ZipFile(io.BytesIO(client.get(f"/api/runs/{run_id}/files/masks").data))
+    ids = [set(np.unique(np.array(Image.open(masks.open(f"masks/{t:05d}.png"))))) for t in range(10)]
+    assert all(2 not in found for found in ids[:4]) and all(2 in found for found in ids[4:])
+    assert client.post(f"/api/runs/{run_id}/rerun").status_code == 202  # the inputs are kept for a rerun
+    assert wait_for_run(client, run_id)["status"] == "done"
+
+
+def test_later_masks_may_come_as_one_zip_with_frame_0(idle_client, later_clip, storage_dir):
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w") as archive:  # a DAVIS-style masks folder, zipped as is
+        for png in sorted(later_clip.masks_dir.iterdir()):
+            archive.write(png, f"judo/masks/{png.name}")
+        archive.writestr("__MACOSX/judo/masks/._00004.png", b"resource fork")
+    answer = post_later_masks(idle_client, later_clip, [(packed.getvalue(), "masks.zip")], mask=False)
+    assert answer.status_code == 202, answer.get_json()
+    stored = storage_dir / "runs" / answer.get_json()["id"] / "input" / "masks"
+    assert sorted(p.name for p in stored.iterdir()) == ["00000.png", "00004.png"]
+
+
+@pytest.mark.parametrize(
+    ("later", "message"),
+    [
+        ("00012.png", r"00012.png: names frame 12, but the video has 10 frame"),
+        ("object two.png", r"object two.png: a mask for a later frame is named by its frame number"),
+        ("0.png", "first.png and 0.png: both are masks for frame 0"),
+        ("small:00004.png", r"00004.png: mask is 48x32 but the video is 96x64"),
+        ("empty:00004.png", "00004.png: mask has no object"),
+    ],
+    ids=["beyond_the_end", "not_a_frame_number", "frame_0_twice", "wrong_size", "empty"],
+)
+def test_a_bad_later_mask_is_a_readable_400_and_leaves_nothing_behind(
+    idle_client, later_clip, storage_dir, tmp_path, later, message
+):
+    kind, _, name = later.rpartition(":")
+    png = tmp_path / "later.png"
+    labels = {"small": np.full((32, 48), 2, np.uint8), "empty": np.zeros((64, 96), np.uint8)}.get(kind)
+    if labels is None:
+        png.write_bytes((later_clip.masks_dir / "00004.png").read_bytes())
+    else:
+        write_mask(png, labels)
+    answer = post_later_masks(idle_client, later_clip, [(png.read_bytes(), name)])
+    assert answer.status_code == 400
+    error = answer.get_json()["error"]
+    assert re.search(message, error), error
+    assert str(storage_dir) not in error and ".staging" not in error and ".part" not in error
+    assert idle_client.get("/api/runs").get_json()["runs"] == []
+    assert list((storage_dir / "uploads").iterdir()) == [] and list((storage_dir / "runs").iterdir()) == []
 
 
 def test_a_bad_mask_is_a_readable_400_and_leaves_nothing_behind(client, tiny_clip, storage_dir, tmp_path):
