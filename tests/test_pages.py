@@ -229,6 +229,49 @@ def test_a_wrong_mask_is_caught_before_starting_and_the_video_is_kept(
     assert dash_duo.find_element("#start-run").is_enabled()
 
 
+def test_masks_for_later_frames_are_checked_previewed_and_run(dash_duo, storage_dir, tmp_path):
+    import json
+
+    from segmentation.synthetic import make_clip
+
+    clip = make_clip(tmp_path / "clip", n_frames=10, size=(96, 64), n_objects=2, seed=3, appear_at={2: 4})
+    later, beyond = tmp_path / "4.png", tmp_path / "00040.png"  # named by frame number
+    for path in (later, beyond):
+        path.write_bytes((clip.masks_dir / "00004.png").read_bytes())
+    dash_duo.start_server(create_app())
+    dash_duo.driver.get(dash_duo.server_url + "/upload")
+    dash_duo.find_element("#video-file input").send_keys(str(clip.video))
+    dash_duo.find_element("#mask-file input").send_keys(str(clip.masks_dir / "00000.png"))
+    dash_duo.wait_for_contains_text("#objects-found", "1 object found", timeout=30)
+
+    dash_duo.find_element("#masks-file input").send_keys(str(beyond))
+    dash_duo.wait_for_contains_text(
+        "#check-error", "00040.png: names frame 40, but the video has 10", timeout=30
+    )
+    assert str(storage_dir) not in dash_duo.find_element("#check-error").text
+    assert not dash_duo.find_element("#start-run").is_enabled()
+
+    # Only the later masks are picked again (the video and frame 0's mask stay): a bad name, then good masks.
+    dash_duo.driver.execute_script("document.querySelector('#masks-file input').value = ''")
+    dash_duo.find_element("#masks-file input").send_keys(f"{later}")
+    dash_duo.wait_for_contains_text("#objects-found", "2 objects found", timeout=30)
+    shown = " ".join(dash_duo.find_element("#later-objects").text.split())
+    assert shown == "Masks at frames 0, 4. object 2 from frame 4.", shown
+    dash_duo.wait_for_text_to_equal("#masks-progress .progress-bar", "uploaded", timeout=10)
+    screenshot(dash_duo.driver, "upload-later-masks")
+    dash_duo.find_element("#online-seconds").send_keys("0")
+    dash_duo.find_element("#device").find_element(By.CSS_SELECTOR, "option[value='cpu']").click()
+    dash_duo.find_element("#start-run").click()
+    _wait(lambda: "/run?id=" in dash_duo.driver.current_url, 15, "the run page")
+    run_id = dash_duo.driver.current_url.split("id=")[1]
+    dash_duo.wait_for_text_to_equal("#run-status-badge", "done", timeout=TIMEOUT)
+    summary = json.loads((storage_dir / "runs" / run_id / "result" / "summary.json").read_text())
+    assert summary["object_start_frames"] == {"1": 0, "2": 4}
+    # The run's uploads are used up; the replaced pick (00040.png) waits for the daily clean-up, as any does.
+    assert len(list((storage_dir / "uploads").glob("*.part"))) == 1
+    assert not list((storage_dir / "uploads").glob("*.staging"))
+
+
 def test_ground_truth_added_on_the_player_page_is_scored(dash_duo, storage_dir, tiny_clip, tmp_path):
     import zipfile
 

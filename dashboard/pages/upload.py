@@ -1,4 +1,5 @@
-"""New run: name, video, first-frame mask, options; frame 0 with the mask drawn on it before starting.
+"""New run: name, video, first-frame mask, masks for later frames, options; frame 0 with the mask drawn on it,
+and where each object starts, before starting.
 
 Files are sent by assets/upload.js in chunks to /api/uploads (not dcc.Upload, whose base64 payload breaks
 on large videos); the page only receives the upload tokens.
@@ -12,15 +13,14 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, State, dcc, html, no_update
 
 from dashboard import ui
-from dashboard.checks import check_inputs, user_message
 from dashboard.context import ctx
-from dashboard.runs import BadRequest, parse_options, start_run
+from dashboard.runs import BadRequest, check_run_inputs, parse_options, start_run
 from dashboard.storage import RunNotFound
 
 PATH, NAME = "/upload", "New run"
 
 
-def _file_picker(kind: str, label: str, accept: str, help_text: str) -> html.Div:
+def _file_picker(kind: str, label: str, accept: str, help_text: str, multiple: bool = False) -> html.Div:
     return html.Div(
         [
             dbc.Label(label, html_for=f"{kind}-file", className="fw-semibold"),
@@ -32,6 +32,7 @@ def _file_picker(kind: str, label: str, accept: str, help_text: str) -> html.Div
                     "data-upload-store": f"{kind}-upload",
                     "data-upload-progress": f"{kind}-progress",
                     "data-accept": accept,
+                    "data-multiple": "1" if multiple else "",
                 },
             ),  # fmt: skip
             dbc.Progress(
@@ -110,6 +111,14 @@ def layout(**_query):
                     "image/png",
                     "Frame 0 with each object painted in its own colour on black.",
                 ),  # fmt: skip
+                _file_picker(
+                    "masks",
+                    "Masks at later frames (optional)",
+                    ".png,.zip,image/png,application/zip",
+                    "For objects that come into view later: PNGs named by frame number (00005.png = frame 5, "
+                    "counting from 0), several at once or a .zip. A new colour there is a new object.",
+                    multiple=True,
+                ),  # fmt: skip
             ]
         ),
         className="h-100",
@@ -148,30 +157,57 @@ def layout(**_query):
     )
 
 
+def _uploads(storage, video, mask, masks) -> dict:
+    """The start_run arguments for the files picked on the page (RunNotFound when an upload has expired)."""
+    return {
+        "video": storage.upload_path(video["token"]),
+        "video_name": video["filename"],
+        "mask": storage.upload_path(mask["token"]) if mask else None,
+        "mask_name": mask["filename"] if mask else "",
+        "more_masks": [(storage.upload_path(m["token"]), m["filename"]) for m in masks or []],
+    }
+
+
+def _later_objects(facts: dict) -> list:
+    """The later frames' masks in the preview: their frames, and each object that starts at one, as a chip."""
+    from segmentation.masks import color_of
+
+    if len(facts["mask_frames"]) < 2:
+        return []
+    shown = [html.Strong("Masks at frames "), ", ".join(map(str, facts["mask_frames"])) + ". "]
+    later = sorted((frame, object_id) for object_id, frame in facts["starts"].items() if frame > 0)
+    for frame, object_id in later:
+        shown += [ui.object_chip(object_id, color_of(object_id)), f"from frame {frame}. "]
+    if not later:
+        shown.append("No new object: they redraw frame 0's objects.")
+    return [html.P(shown, id="later-objects", className="mb-1")]
+
+
 def register_callbacks(app) -> None:
     @app.callback(
         Output("check-result", "children"),
         Output("start-run", "disabled"),
         Input("video-upload", "data"),
         Input("mask-upload", "data"),
+        Input("masks-upload", "data"),
         Input("binarize", "value"),
         prevent_initial_call=True,
     )
-    def check(video, mask, binarize):
-        if not video or not mask:
+    def check(video, mask, masks, binarize):
+        if not video or not (mask or masks):
             return no_update, True
         storage = ctx().storage
         from segmentation.errors import SegmentationError
 
         try:
-            video_path, mask_path = storage.upload_path(video["token"]), storage.upload_path(mask["token"])
-            facts, png = check_inputs(video_path, mask_path, binarize=bool(binarize))
+            facts, png = check_run_inputs(
+                storage, **_uploads(storage, video, mask, masks), binarize=bool(binarize)
+            )
         except RunNotFound:
             return dbc.Alert("The upload expired; pick the file again.", color="warning"), True
-        except SegmentationError as exc:
-            message = user_message(exc, {video_path: video["filename"], mask_path: mask["filename"]})
+        except (SegmentationError, BadRequest) as exc:
             return dbc.Alert(
-                [html.Strong("This will not work: "), message], color="danger", id="check-error"
+                [html.Strong("This will not work: "), str(exc)], color="danger", id="check-error"
             ), True
         from segmentation.masks import color_of
 
@@ -187,6 +223,7 @@ def register_callbacks(app) -> None:
                     id="objects-found",
                     className="mt-2 mb-1",
                 ),  # fmt: skip
+                *_later_objects(facts),
                 html.P(
                     f"{facts['width']}×{facts['height']} px · {facts['frame_count']} frames · "
                     f"{facts['fps']:.3g} fps",
@@ -202,6 +239,7 @@ def register_callbacks(app) -> None:
         State("run-name", "value"),
         State("video-upload", "data"),
         State("mask-upload", "data"),
+        State("masks-upload", "data"),
         State("gt-upload", "data"),
         State("preset", "value"),
         State("device", "value"),
@@ -209,7 +247,7 @@ def register_callbacks(app) -> None:
         State("online-seconds", "value"),
         prevent_initial_call=True,
     )
-    def start(_clicks, name, video, mask, gt, preset, device, binarize, online_seconds):
+    def start(_clicks, name, video, mask, masks, gt, preset, device, binarize, online_seconds):
         from segmentation.errors import SegmentationError
 
         storage = ctx().storage
@@ -217,9 +255,7 @@ def register_callbacks(app) -> None:
             options = parse_options({"preset": preset, "device": device, "binarize": bool(binarize),
                                      "online_seconds": online_seconds})  # fmt: skip
             run_id = start_run(
-                storage, ctx().runner,
-                video=storage.upload_path(video["token"]), video_name=video["filename"],
-                mask=storage.upload_path(mask["token"]), mask_name=mask["filename"], name=name or "", options=options,
+                storage, ctx().runner, **_uploads(storage, video, mask, masks), name=name or "", options=options,
                 gt_zip=storage.upload_path(gt["token"]) if gt else None,
             )  # fmt: skip
         except (SegmentationError, BadRequest) as exc:
@@ -229,7 +265,7 @@ def register_callbacks(app) -> None:
             return no_update, dbc.Alert(
                 "An upload is missing or expired; pick the files again.", color="warning"
             )
-        for upload in (video, mask, gt):
+        for upload in (video, mask, gt, *(masks or [])):
             if upload:
                 storage.discard_upload(upload["token"])
         return f"/run?id={run_id}", None
