@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import threading
 import zipfile
 
@@ -36,6 +37,28 @@ def test_create_run_moves_inputs_under_an_id_folder(storage, tmp_path):
     assert storage.input_video(run_id).read_bytes() == b"video bytes"
     assert storage.input_mask(run_id).read_bytes() == b"mask bytes"
     assert run["video_name"] == "My Holiday.MOV"  # kept for display only
+
+
+def test_a_folder_of_masks_is_kept_as_input_masks(storage, tmp_path):
+    video, _ = _inputs(tmp_path)
+    staged = storage.new_staging()
+    for name in ("00000.png", "00005.png"):
+        (staged / name).write_bytes(name.encode())
+    run_id = storage.create_run(name="later", video=video, mask=staged, video_name="v.mp4")
+    assert storage.input_mask(run_id) == storage.runs_root / run_id / "input" / "masks"
+    assert sorted(p.name for p in storage.input_mask(run_id).iterdir()) == ["00000.png", "00005.png"]
+    assert not staged.exists()
+
+
+def test_stale_uploads_and_staging_folders_are_cleaned_up(storage):
+    token, staged = storage.new_upload("v.mp4"), storage.new_staging()
+    (staged / "00000.png").write_bytes(b"mask")
+    storage.cleanup_uploads()  # fresh: kept
+    assert storage.upload_path(token).exists() and staged.exists()
+    for path in storage.uploads_root.iterdir():
+        os.utime(path, (1, 1))
+    storage.cleanup_uploads()
+    assert list(storage.uploads_root.iterdir()) == []
 
 
 def test_unknown_extension_and_hostile_names_never_reach_paths(storage, tmp_path):
