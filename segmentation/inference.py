@@ -19,10 +19,11 @@ from .masks import MAX_OBJECTS
 from .model import DELTA, STCNN, normalise
 
 
-def model_size(width: int, height: int, short_side: int = 256, long_cap: int = 512) -> tuple[int, int]:
-    """The size (w, h) frames are resized to for the model: short side near `short_side`, both multiples of 32."""
+def model_size(width: int, height: int, short_side: int = 256) -> tuple[int, int]:
+    """The size (w, h) frames are resized to for the model: short side near `short_side`, long side at most twice
+    that (panoramas stay affordable), both multiples of 32."""
     # Small videos are enlarged too: the model learnt objects at this scale, and small ones get lost at stride 32.
-    scale = min(short_side / min(width, height), long_cap / max(width, height))
+    scale = min(short_side / min(width, height), 2 * short_side / max(width, height))
 
     def snap(v: float) -> int:
         return max(32, int(round(v * scale / 32)) * 32)
