@@ -75,12 +75,13 @@ def run_benchmark(
     weights: str | None = None,
     baseline: bool = True,
     gate: bool = False,
+    ablate: tuple[str, ...] = (),
 ) -> pd.DataFrame:
     dirs = sequence_dirs([data])
     if sequences:
         dirs = [d for d in dirs if d.name in set(sequences)]
     options = SegmentOptions(device=device, preset=preset, online_seconds=online_seconds, short_side=short_side,
-                             weights=weights, overwrite=True, gate=gate)  # fmt: skip
+                             weights=weights, overwrite=True, gate=gate, ablate=tuple(ablate))  # fmt: skip
     keep = Path(out) if out else Path(tempfile.mkdtemp(prefix="stcnn-benchmark-"))
     rows = []
     for seq in dirs:
@@ -98,6 +99,7 @@ def run_benchmark(
             "F": scores["F"].mean(),
             "seconds": seconds,
             "online_s": t["online_training"],
+            "online_it": summary["online_training"]["iterations"],
             "prop_fps": summary["propagation_fps"],
             "decode_%": 100 * t["decode"] / t["total"],
             "encode_%": 100 * (t["render"] + t["write_masks"]) / t["total"],
@@ -129,6 +131,7 @@ def run_benchmark(
     online = (
         "off" if online_seconds == 0 else f"{online_seconds:g} s" if online_seconds else f"preset {preset}"
     )
-    print(f"device: {summary['device']}; online training: {online}; gate: {gate}; "
+    off = f"; switched off: {', '.join(ablate)}" if ablate else ""
+    print(f"device: {summary['device']}; online training: {online}; gate: {gate}{off}; "
           f"internal size {summary['model']['internal_size']}")  # fmt: skip
     return table

@@ -97,7 +97,7 @@ def _benchmark(args: argparse.Namespace) -> None:
     run_benchmark(
         args.data, sequences=args.sequences or None, device=args.device, preset=args.preset,
         online_seconds=args.online_seconds, short_side=args.size, out=args.out, weights=args.weights,
-        baseline=not args.no_baseline, gate=args.gate,
+        baseline=not args.no_baseline, gate=args.gate, ablate=args.ablate,
     )  # fmt: skip
 
 
@@ -148,6 +148,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="also keep the predicted masks here")
     p.add_argument("--no-baseline", action="store_true", help="skip the optical-flow baseline")
     p.add_argument("--gate", action="store_true", help="keep predictions near the previous mask")
+    p.add_argument("--ablate", nargs="+", default=[], choices=["temporal", "mask"],  # model.ABLATIONS
+                   help="ablation study: feed zeros for these decoder inputs, in online training too")  # fmt: skip
     model_options(p)
     p.set_defaults(run=_benchmark)
 

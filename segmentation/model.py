@@ -161,12 +161,16 @@ class SegmentationDecoder(nn.Module):
         return [logit32, logit16, logit8, logit4]
 
 
+ABLATIONS = ("temporal", "mask")  # parts `decode` can switch off, to measure what each one brings
+
+
 class STCNN(nn.Module):
     def __init__(self):
         super().__init__()
         self.backbone = EfficientNetLite0()
         self.temporal = TemporalCoherence()
         self.decoder = SegmentationDecoder()
+        self.ablate: frozenset[str] = frozenset()  # not a weight: set per run for ablation studies
 
     def encode(self, frame: torch.Tensor, previous: torch.Tensor):
         """Shared per-frame work: frame (N, 3, H, W) and previous (N, 3 * DELTA, H, W), both normalised."""
@@ -177,6 +181,12 @@ class STCNN(nn.Module):
     def decode(self, features, temporal, masks: torch.Tensor) -> list[torch.Tensor]:
         """masks: (N * K, 1, H, W) for K objects per frame; features are repeated to match."""
         k = masks.shape[0] // features[0].shape[0]
+        # Zeros rather than skipped layers: the decoder keeps its shape, and online training (which also goes
+        # through here) can adapt to the missing input as a model trained without it would.
+        if "temporal" in self.ablate:
+            temporal = [torch.zeros_like(t) for t in temporal]
+        if "mask" in self.ablate:
+            masks = torch.zeros_like(masks)
         if k > 1:
             features = [f.repeat_interleave(k, 0) for f in features]
             temporal = [t.repeat_interleave(k, 0) for t in temporal]

@@ -128,7 +128,7 @@ def fine_tune(
             previous_masks.append(deform_mask(target, maker.rng))
         mask = torch.from_numpy(np.stack(masks)[:, None].astype(np.float32)).to(device)
         previous_mask = torch.from_numpy(np.stack(previous_masks)[:, None].astype(np.float32)).to(device)
-        loss = segmentation_loss(model.decoder(features, temporal, previous_mask), mask)
+        loss = segmentation_loss(model.decode(features, temporal, previous_mask), mask)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()

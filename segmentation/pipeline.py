@@ -28,6 +28,7 @@ from . import __version__
 from .errors import Cancelled, InputError, OutputError, SegmentationError
 from .inference import Segmenter, model_size
 from .masks import MaskSet, read_masks, write_mask
+from .model import ABLATIONS
 from .online import budget_for, fine_tune
 from .paths import kind_of, user_path
 from .render import overlay
@@ -57,6 +58,7 @@ class SegmentOptions:
     overwrite: bool = False
     short_side: int = 256  # the model's internal resolution; masks are upsampled to the video's size
     gate: bool = False  # keep predictions near the previous mask (the original STCNN prior)
+    ablate: tuple[str, ...] = ()  # ablation studies only: model inputs to switch off (model.ABLATIONS)
     weights: str | None = None  # default: weights/stcnn.pt or STCNN_WEIGHTS
 
 
@@ -106,6 +108,8 @@ def _check_options(options: SegmentOptions) -> None:
             f"internal resolution (short side) must be a whole number of pixels between 64 and 1080, "
             f"got {options.short_side!r}"
         )
+    if not isinstance(options.ablate, (list, tuple)) or not set(options.ablate) <= set(ABLATIONS):
+        raise InputError(f"ablate takes a list of {', '.join(ABLATIONS)}, got {options.ablate!r}")
     for name in ("binarize", "overwrite", "gate"):
         if not isinstance(getattr(options, name), bool):
             raise InputError(f"option {name} must be true or false, got {getattr(options, name)!r}")
@@ -250,6 +254,7 @@ def _segment_once(
     timings = {"decode": 0.0, "online_training": 0.0, "propagation": 0.0, "write_masks": 0.0, "render": 0.0}
     object_ids = masks.object_ids
     model, weights_meta = load_model(options.weights, device)
+    model.ablate = frozenset(options.ablate)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
     size = model_size(info.width, info.height, short_side)

@@ -292,6 +292,8 @@ OPTION_CASES = {
     "binarize_text": ({"binarize": "yes"}, "binarize must be true or false"),
     "overwrite_int": ({"overwrite": 1}, "overwrite must be true or false"),
     "gate_none": ({"gate": None}, "gate must be true or false"),
+    "ablate_unknown": ({"ablate": ["backbone"]}, "ablate takes a list of temporal, mask"),
+    "ablate_text": ({"ablate": "mask"}, "ablate takes a list"),
     "weights_nul": ({"weights": "w\0.pt"}, "NUL"),
     "weights_missing": ({"weights": "/nonexistent/w.pt"}, "weights not found"),
 }

@@ -51,3 +51,23 @@ def test_a_mask_given_later_adds_an_object():
     out2 = segmenter.step(frames[2], later)
     assert segmenter.state.object_ids == [1, 3]
     assert (out2[40:60, 60:90] == 3).all()
+
+
+def test_ablations_cut_the_decoder_off_from_that_input():
+    # With the shipped weights each input changes the prediction; switched off, the prediction ignores it.
+    model, _ = load_model()
+    torch.manual_seed(0)
+    frame = torch.randn(1, 3, 64, 96)
+    previous = [torch.randn(1, 3 * DELTA, 64, 96) for _ in range(2)]
+    masks = [(torch.rand(1, 1, 64, 96) > 0.5).float() for _ in range(2)]
+
+    def logits(previous_frames, mask):
+        with torch.no_grad():
+            return model(frame, previous_frames, mask)[-1]
+
+    assert not torch.allclose(logits(previous[0], masks[0]), logits(previous[1], masks[0]))
+    assert not torch.allclose(logits(previous[0], masks[0]), logits(previous[0], masks[1]))
+    model.ablate = frozenset({"temporal"})
+    assert torch.equal(logits(previous[0], masks[0]), logits(previous[1], masks[0]))
+    model.ablate = frozenset({"mask"})
+    assert torch.equal(logits(previous[0], masks[0]), logits(previous[0], masks[1]))
