@@ -53,6 +53,17 @@ def post_run(client, clip, name="tiny", **options):
         return client.post("/api/runs", data=data, content_type="multipart/form-data")
 
 
+def wait_until(predicate, timeout: float, what: str):
+    """Polls predicate until it returns something true (which is returned) or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"not {what} after {timeout} s")
+
+
 def wait_for_run(client, run_id, statuses=("done", "failed", "cancelled"), timeout=120) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 from dashboard_fixtures import *  # noqa: F403 - the fixtures: weights, tiny_clip, storage_dir
+from dashboard_fixtures import wait_until
 from werkzeug.serving import make_server
 
 from dashboard.app import create_app
@@ -137,7 +138,7 @@ REDIS = __import__("shutil").which("redis-server")
 @pytest.mark.skipif(REDIS is None, reason="redis-server is not installed")
 def test_twenty_runs_at_once_with_two_celery_workers(storage_dir, clips, monkeypatch, tmp_path):
     from test_celery import _free_port, _stop
-    from test_dashboard_faults import _celery_worker, _connects, wait_until
+    from test_dashboard_faults import _celery_worker, _connects
 
     port = _free_port()
     redis = subprocess.Popen(

@@ -18,7 +18,7 @@ import pytest
 import requests
 from bad_input_files import fail_on_call, tree_bytes
 from dashboard_fixtures import *  # noqa: F403 - the fixtures: weights, tiny_clip, storage_dir
-from dashboard_fixtures import FAST_OPTIONS, post_run, wait_for_run
+from dashboard_fixtures import FAST_OPTIONS, post_run, wait_for_run, wait_until
 
 import segmentation.pipeline as pipeline
 from dashboard.app import create_app
@@ -34,16 +34,6 @@ def fast_heartbeat(monkeypatch):
     """Heartbeats every 0.5 s, a run silent for 3 s is stale: the bounded time of these tests."""
     monkeypatch.setenv("STCNN_HEARTBEAT_S", "0.5")
     monkeypatch.setenv("STCNN_STALE_AFTER_S", "3")
-
-
-def wait_until(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not {what} after {timeout} s")
 
 
 def run_folder(storage: Storage, run_id: str) -> dict[str, bytes]:

@@ -5,26 +5,14 @@ DASH_TEST_CHROMEPATH=/usr/bin/chromium .venv/bin/pytest --headless tests/test_pa
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from dashboard_fixtures import *  # noqa: F403 - the fixtures: weights, tiny_clip, storage_dir
-from dashboard_fixtures import post_run, screenshot, wait_for_run
+from dashboard_fixtures import post_run, screenshot, wait_for_run, wait_until
 from selenium.webdriver.common.by import By
 
 from dashboard.app import create_app
 
 TIMEOUT = 120
-
-
-def _wait(predicate, timeout=TIMEOUT, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _video_time(dash_duo, player_id):
@@ -72,10 +60,10 @@ def test_a_whole_run_through_the_pages(dash_duo, storage_dir, tiny_clip):
     screenshot(dash_duo.driver, "upload")
     dash_duo.find_element("#start-run").click()
 
-    _wait(lambda: "/run?id=" in dash_duo.driver.current_url, 15, "the run page")
+    wait_until(lambda: "/run?id=" in dash_duo.driver.current_url, 15, "the run page")
     run_id = dash_duo.driver.current_url.split("id=")[1]
     # The tiny run may be over before we look: accept any live status, then wait for the end.
-    _wait(
+    wait_until(
         lambda: dash_duo.find_element("#run-status-badge").text in ("queued", "running", "done"), 30, "status"
     )
     screenshot(dash_duo.driver, "run-progress")
@@ -83,8 +71,8 @@ def test_a_whole_run_through_the_pages(dash_duo, storage_dir, tiny_clip):
     screenshot(dash_duo.driver, "run-done")
 
     dash_duo.find_element("#run-open").click()
-    _wait(lambda: "/player?id=" + run_id in dash_duo.driver.current_url, 10, "the player page")
-    _wait(lambda: _video_ready(dash_duo, "player"), 30, "the overlay video to load")
+    wait_until(lambda: "/player?id=" + run_id in dash_duo.driver.current_url, 10, "the player page")
+    wait_until(lambda: _video_ready(dash_duo, "player"), 30, "the overlay video to load")
     dash_duo.wait_for_contains_text("#frame-label", "Frame 0 / 9", timeout=10)
     assert "object 1" in dash_duo.find_element("#frame-panel").text
     screenshot(dash_duo.driver, "player")
@@ -122,23 +110,23 @@ def test_clicking_a_trajectory_point_seeks_the_player_and_moves_the_slider(dash_
     (run_id,) = _done_runs(storage_dir, tiny_clip, ["click run"])
     dash_duo.start_server(create_app())
     dash_duo.driver.get(f"{dash_duo.server_url}/player?id={run_id}")
-    _wait(lambda: _video_ready(dash_duo, "player"), 30, "the overlay video to load")
+    wait_until(lambda: _video_ready(dash_duo, "player"), 30, "the overlay video to load")
     fps = 24.0
     for frame in (7, 3, 0):  # 3/24 s is under one second: dash-player reads it as a fraction unless handled
         _click_3d_point(dash_duo, "traj-3d", 0, frame)
-        _wait(
+        wait_until(
             lambda f=frame: abs(_video_time(dash_duo, "player") - f / fps) < 1e-3,
             10,
             f"the player at frame {frame}",
         )
-        _wait(lambda f=frame: _slider_value(dash_duo, "frame-slider") == f, 10, f"the slider at {frame}")
+        wait_until(lambda f=frame: _slider_value(dash_duo, "frame-slider") == f, 10, f"the slider at {frame}")
         dash_duo.wait_for_contains_text("#frame-label", f"Frame {frame} / 9", timeout=5)
     # And the other way: the slider seeks the player.
     dash_duo.driver.execute_script(
         "arguments[0].focus()", dash_duo.find_element("#frame-slider [role=slider]")
     )
     dash_duo.find_element("#frame-slider [role=slider]").send_keys("\ue014" * 5)  # arrow right x5
-    _wait(
+    wait_until(
         lambda: abs(_video_time(dash_duo, "player") - 5 / fps) < 1e-3,
         10,
         "the player at frame 5 from the slider",
@@ -147,7 +135,7 @@ def test_clicking_a_trajectory_point_seeks_the_player_and_moves_the_slider(dash_
 
     # The trajectory page: a real mouse click on a point of the 2D projections seeks its small player.
     dash_duo.driver.get(f"{dash_duo.server_url}/trajectory?ids={run_id}")
-    _wait(lambda: _video_ready(dash_duo, "tp-player"), 30, "the small player to load")
+    wait_until(lambda: _video_ready(dash_duo, "tp-player"), 30, "the small player to load")
     points = dash_duo.driver.find_elements(By.CSS_SELECTOR, "#tp-2d .scatterlayer .trace .points path")
     assert len(points) >= 10
     from selenium.webdriver.common.action_chains import ActionChains
@@ -157,7 +145,7 @@ def test_clicking_a_trajectory_point_seeks_the_player_and_moves_the_slider(dash_
     frame = dash_duo.driver.execute_script("return arguments[0].__data__.x;", points[6])
     assert isinstance(frame, int | float)
     ActionChains(dash_duo.driver).move_to_element(points[6]).click().perform()
-    _wait(
+    wait_until(
         lambda: abs(_video_time(dash_duo, "tp-player") - frame / fps) < 1e-3,
         10,
         f"the small player at frame {frame}",
@@ -178,24 +166,26 @@ def test_the_gallery_lists_runs_after_a_restart_and_compares_two(dash_duo, stora
         dash_duo.find_element(f"#card-{run_id} input[type=checkbox]").click()
     dash_duo.wait_for_text_to_equal("#compare-button", "Compare the 2 picked", timeout=5)
     dash_duo.find_element("#compare-button").click()
-    _wait(lambda: "/compare?" in dash_duo.driver.current_url, 10, "the compare page")
+    wait_until(lambda: "/compare?" in dash_duo.driver.current_url, 10, "the compare page")
     dash_duo.wait_for_contains_text("#iou-mean", "Mean IoU", timeout=30)  # same video: masks compared
-    _wait(
+    wait_until(
         lambda: _video_ready(dash_duo, "cmp-player-a") and _video_ready(dash_duo, "cmp-player-b"),
         30,
         "both players",
     )
     _click_3d_point(dash_duo, "cmp-3d", 0, 4)  # both players go to frame 4, in step
     for player in ("cmp-player-a", "cmp-player-b"):
-        _wait(lambda p=player: abs(_video_time(dash_duo, p) - 4 / 24) < 1e-3, 10, f"{player} at frame 4")
-    _wait(lambda: _slider_value(dash_duo, "cmp-slider") == 4, 10, "the shared slider at 4")
+        wait_until(lambda p=player: abs(_video_time(dash_duo, p) - 4 / 24) < 1e-3, 10, f"{player} at frame 4")
+    wait_until(lambda: _slider_value(dash_duo, "cmp-slider") == 4, 10, "the shared slider at 4")
     screenshot(dash_duo.driver, "compare")
 
     dash_duo.driver.get(dash_duo.server_url + "/gallery")
     dash_duo.wait_for_element(f"#card-{first}", timeout=10)
     dash_duo.driver.find_element(By.CSS_SELECTOR, f"#card-{first} .btn-outline-danger").click()
     dash_duo.driver.switch_to.alert.accept()
-    _wait(lambda: not dash_duo.driver.find_elements(By.CSS_SELECTOR, f"#card-{first}"), 10, "the card to go")
+    wait_until(
+        lambda: not dash_duo.driver.find_elements(By.CSS_SELECTOR, f"#card-{first}"), 10, "the card to go"
+    )
     assert dash_duo.driver.find_elements(By.CSS_SELECTOR, f"#card-{second}")
 
 
@@ -262,7 +252,7 @@ def test_masks_for_later_frames_are_checked_previewed_and_run(dash_duo, storage_
     dash_duo.find_element("#online-seconds").send_keys("0")
     dash_duo.find_element("#device").find_element(By.CSS_SELECTOR, "option[value='cpu']").click()
     dash_duo.find_element("#start-run").click()
-    _wait(lambda: "/run?id=" in dash_duo.driver.current_url, 15, "the run page")
+    wait_until(lambda: "/run?id=" in dash_duo.driver.current_url, 15, "the run page")
     run_id = dash_duo.driver.current_url.split("id=")[1]
     dash_duo.wait_for_text_to_equal("#run-status-badge", "done", timeout=TIMEOUT)
     summary = json.loads((storage_dir / "runs" / run_id / "result" / "summary.json").read_text())
