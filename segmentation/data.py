@@ -99,10 +99,40 @@ def deform_mask(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 class JointSamples:
     """Draws (previous frames, frame, previous mask, mask) crops for the joint stage, one object at a time."""
 
-    def __init__(self, sequences: list[Sequence], crop: tuple[int, int], seed: int = 0):
+    def __init__(
+        self, sequences: list[Sequence], crop: tuple[int, int], seed: int = 0, distractors: float = 0.0
+    ):
         self.sequences = sequences
         self.crop_w, self.crop_h = crop
         self.rng = np.random.default_rng(seed)
+        self.distractors = distractors  # share of samples with another sequence's object pasted in
+
+    def _paste_distractor(self, frames: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pastes an object cut from another sequence into every frame of the clip, drifting a little per frame,
+        in front of the target or behind it. Only the previous mask then says which object is the target, which
+        DAVIS-2016 (one salient object per video) never forces the model to learn."""
+        other = self.sequences[self.rng.integers(len(self.sequences))]
+        t = int(self.rng.integers(len(other.frames)))
+        cut = other.masks[t] > 0
+        if not cut.any():
+            return frames, masks
+        h, w = cut.shape
+        in_front = self.rng.random() < 0.5
+        start, drift = self.rng.uniform(-0.5, 0.5, 2) * (w, h), self.rng.uniform(-0.03, 0.03, 2) * (w, h)
+        scale = float(np.exp(self.rng.uniform(-0.5, 0.2)))
+        frames, masks = frames.copy(), masks.copy()
+        for i in range(len(frames)):
+            m = cv2.getRotationMatrix2D((w / 2, h / 2), 0, scale)
+            m[:, 2] += start + i * drift
+            alpha = cv2.warpAffine(cut.astype(np.float32), m, (w, h))
+            pasted = cv2.warpAffine(other.frames[t].astype(np.float32), m, (w, h))
+            target = masks[i] > 0
+            if in_front:
+                masks[i][alpha > 0.5] = 0
+            else:
+                alpha = alpha * ~target
+            frames[i] = frames[i] * (1 - alpha[..., None]) + pasted * alpha[..., None]
+        return frames, masks
 
     def _crop_box(self, mask: np.ndarray, h: int, w: int) -> tuple[int, int]:
         if mask.any() and self.rng.random() < 0.85:  # mostly around the object, sometimes anywhere
@@ -137,8 +167,11 @@ class JointSamples:
         ids = [i for i in np.unique(seq.masks[idx[-1]]) if i]
         obj = int(self.rng.choice(ids)) if ids else 1
         frames = seq.frames[idx].astype(np.float32)
-        mask = (seq.masks[idx[-1]] == obj).astype(np.uint8)
-        previous_mask = deform_mask((seq.masks[idx[-2]] == obj).astype(np.uint8), self.rng)
+        masks = (seq.masks[idx] == obj).astype(np.uint8)
+        if self.rng.random() < self.distractors:
+            frames, masks = self._paste_distractor(frames, masks)
+        mask = masks[-1]
+        previous_mask = deform_mask(masks[-2], self.rng)
 
         # One random zoom for the whole clip, then a crop.
         h, w = mask.shape

@@ -44,6 +44,7 @@ class TrainConfig:
     synthetic: int = (
         0  # synthetic sequences (textured shapes, segmentation.synthetic) added to the training data
     )
+    distractors: float = 0.0  # share of joint samples with another sequence's object pasted in (data.py)
 
 
 def to_batch(batch: dict[str, np.ndarray], device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -179,7 +180,9 @@ class Trainer:
 
     def run(self, train: list[Sequence], val: list[Sequence]) -> None:
         size = (train[0].frames.shape[2], train[0].frames.shape[1])
-        samples = JointSamples(train, self.config.crop, self.config.seed + self.iteration)
+        samples = JointSamples(
+            train, self.config.crop, self.config.seed + self.iteration, self.config.distractors
+        )
         self.model.train()
         for stage, total, step in (
             ("temporal", self.config.temporal_iters, self.temporal_step),

@@ -44,3 +44,26 @@ def test_train_checkpoints_validates_resumes_and_exports(tmp_path):
     history = json.loads((tmp_path / "ck" / "history.json").read_text())
     assert [(h["stage"], h["iteration"]) for h in history][-1] == ("joint", 3)
     assert len(history) == 5
+
+
+def test_pasted_distractors_only_hide_the_target_never_add_to_it(tmp_path):
+    import numpy as np
+
+    from segmentation.data import JointSamples, Sequence
+
+    def sequence(name, value, box):
+        frames = np.full((5, 64, 96, 3), value, np.uint8)
+        masks = np.zeros((5, 64, 96), np.uint8)
+        masks[:, box[0] : box[1], box[2] : box[3]] = 1
+        return Sequence(name, frames, masks, tmp_path, tmp_path)
+
+    target, other = sequence("target", 0, (20, 44, 30, 66)), sequence("other", 255, (10, 50, 20, 80))
+    samples = JointSamples([other], (96, 64), seed=0, distractors=1.0)
+    hidden = pasted = 0
+    for _ in range(40):
+        frames, masks = samples._paste_distractor(target.frames.astype(np.float32), target.masks)
+        assert not (masks & ~target.masks.astype(bool)).any()  # the target never grows
+        assert (frames[masks > 0] <= 128).all()  # what stays target is at most half covered, at its edge
+        hidden += int(masks.sum() < target.masks.sum())
+        pasted += int((frames > 0).any())
+    assert hidden and pasted > hidden  # both in front (hiding part of the target) and behind it
