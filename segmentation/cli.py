@@ -107,7 +107,7 @@ def _train(args: argparse.Namespace) -> None:
     config = TrainConfig(
         data=args.data, out=args.out, val=args.val, temporal_iters=args.temporal_iters,
         joint_iters=args.joint_iters, batch=args.batch, checkpoint_every=args.checkpoint_every,
-        max_hours=args.max_hours, export=args.export, synthetic=args.synthetic,
+        max_hours=args.max_hours, export=args.export, synthetic=args.synthetic, distractors=args.distractors,
     )  # fmt: skip
     train(config, device=args.device, resume=args.resume)
 
@@ -132,7 +132,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=None, help="frame rate of a frames folder (default 24)")
     p.add_argument("--binarize", action="store_true", help="threshold an RGB or anti-aliased mask at 50%%")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
-    p.add_argument("--gate", action="store_true", help="keep predictions near the previous mask")
+    p.add_argument(
+        "--gate", action="store_true", help="keep objects near their previous mask (on anyway for 2+)"
+    )
     model_options(p)
     p.set_defaults(run=_segment)
 
@@ -147,7 +149,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sequences", nargs="*", help="only these sequences")
     p.add_argument("--out", default=None, help="also keep the predicted masks here")
     p.add_argument("--no-baseline", action="store_true", help="skip the optical-flow baseline")
-    p.add_argument("--gate", action="store_true", help="keep predictions near the previous mask")
+    p.add_argument(
+        "--gate", action="store_true", help="keep objects near their previous mask (on anyway for 2+)"
+    )
     p.add_argument("--ablate", nargs="+", default=[], choices=["temporal", "mask"],  # model.ABLATIONS
                    help="ablation study: feed zeros for these decoder inputs, in online training too")  # fmt: skip
     model_options(p)
@@ -164,6 +168,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-hours", type=float, default=0.0, help="stop with a checkpoint after this long")
     p.add_argument("--export", default="", help="write the final fp16 weights here")
     p.add_argument("--synthetic", type=int, default=0, help="add this many synthetic sequences to the data")
+    p.add_argument("--distractors", type=float, default=0.0,
+                   help="share of samples (0-1) with another sequence's object pasted in as a distractor")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="carry on from OUT/last.pt")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(run=_train)

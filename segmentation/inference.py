@@ -23,7 +23,9 @@ def model_size(width: int, height: int, short_side: int = 256) -> tuple[int, int
     """The size (w, h) frames are resized to for the model: short side near `short_side`, long side at most twice
     that (panoramas stay affordable), both multiples of 32."""
     # Small videos are enlarged too: the model learnt objects at this scale, and small ones get lost at stride 32.
-    scale = min(short_side / min(width, height), 2 * short_side / max(width, height))
+    # But by at most 2x: beyond that the frames are only blur, unlike anything it learnt from (a 96x64 clip lost
+    # its objects within two frames at 4x and kept them at 2x).
+    scale = min(short_side / min(width, height), 2 * short_side / max(width, height), 2.0)
 
     def snap(v: float) -> int:
         return max(32, int(round(v * scale / 32)) * 32)
@@ -116,11 +118,16 @@ class Segmenter:
         probs = torch.sigmoid(F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False))[
             :, 0
         ]
-        if self.gate:
+        # With several objects the gate is always on: the model leans on appearance more than on the mask, and
+        # a leak of one object onto another (a similar-looking one, or where they cross) wins it that object's
+        # pixels through the aggregation. An object whose mask has emptied is not gated, so it can be found again.
+        if self.gate or len(state.object_ids) > 1:
             k = max(3, (min(self.size) // 8) | 1)
             # A square max filter as two 1-D passes: the same result, k times less work.
             near = F.max_pool2d(state.masks, (1, k), stride=1, padding=(0, k // 2))
             near = F.max_pool2d(near, (k, 1), stride=1, padding=(k // 2, 0))[:, 0]
+            lost = state.masks.flatten(1).amax(1) == 0
+            near[lost] = 1
             probs = probs * near
         return probs
 

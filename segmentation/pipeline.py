@@ -57,7 +57,7 @@ class SegmentOptions:
     binarize: bool = False  # accept RGB / anti-aliased masks by thresholding them
     overwrite: bool = False
     short_side: int = 256  # the model's internal resolution; masks are upsampled to the video's size
-    gate: bool = False  # keep predictions near the previous mask (the original STCNN prior)
+    gate: bool = False  # keep predictions near the previous mask (STCNN's prior); always on for 2+ objects
     ablate: tuple[str, ...] = ()  # ablation studies only: model inputs to switch off (model.ABLATIONS)
     weights: str | None = None  # default: weights/stcnn.pt or STCNN_WEIGHTS
 
