@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from .errors import InputError
+from .masks import ids_in
 from .model import DELTA
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -121,9 +122,11 @@ class JointSamples:
         start, drift = self.rng.uniform(-0.5, 0.5, 2) * (w, h), self.rng.uniform(-0.03, 0.03, 2) * (w, h)
         scale = float(np.exp(self.rng.uniform(-0.5, 0.2)))
         frames, masks = frames.copy(), masks.copy()
+        placed = cv2.getRotationMatrix2D((w / 2, h / 2), 0, scale)
+        placed[:, 2] += start
         for i in range(len(frames)):
-            m = cv2.getRotationMatrix2D((w / 2, h / 2), 0, scale)
-            m[:, 2] += start + i * drift
+            m = placed.copy()
+            m[:, 2] += i * drift
             alpha = cv2.warpAffine(cut.astype(np.float32), m, (w, h))
             pasted = cv2.warpAffine(other.frames[t].astype(np.float32), m, (w, h))
             target = masks[i] > 0
@@ -164,7 +167,7 @@ class JointSamples:
         else:  # sequences played backwards are sequences too
             order = np.arange(len(seq.frames))[::-1]
         idx = [order[max(t - k * gap, 0)] for k in range(DELTA, 0, -1)] + [order[t]]
-        ids = [i for i in np.unique(seq.masks[idx[-1]]) if i]
+        ids = ids_in(seq.masks[idx[-1]])
         obj = int(self.rng.choice(ids)) if ids else 1
         frames = seq.frames[idx].astype(np.float32)
         masks = (seq.masks[idx] == obj).astype(np.uint8)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from segmentation.errors import InputError
-from segmentation.masks import read_mask
+from segmentation.masks import ids_in, read_mask
 
 BOUNDARY_FRACTION = 0.008  # tolerance radius as a fraction of the image diagonal (DAVIS bound_th)
 
@@ -82,9 +82,9 @@ def evaluate_masks(gt: list[np.ndarray], pred: list[np.ndarray], object_ids=None
     if len(gt) < 3:
         raise InputError(f"need at least 3 frames to evaluate (first and last are excluded), got {len(gt)}")
     if object_ids is None:
-        object_ids = [int(i) for i in np.unique(gt[0]) if i != 0]
+        object_ids = ids_in(gt[0])
         if not object_ids:
-            object_ids = sorted({int(i) for g in gt for i in np.unique(g) if i != 0})
+            object_ids = sorted({i for g in gt for i in ids_in(g)})
     rows = []
     for frame in range(1, len(gt) - 1):
         g, p = np.asarray(gt[frame]), np.asarray(pred[frame])

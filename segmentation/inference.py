@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .masks import MAX_OBJECTS
+from .masks import MAX_OBJECTS, ids_in
 from .model import DELTA, STCNN, normalise
 
 
@@ -77,7 +77,7 @@ class Segmenter:
         state.frame_index += 1
         height, width = frame.shape[:2]
         x = self._to_tensor(frame)
-        given = [int(i) for i in np.unique(mask) if i] if mask is not None else []
+        given = ids_in(mask) if mask is not None else []
         new_ids = [i for i in given if i not in state.object_ids]
         if len(state.object_ids) + len(new_ids) > MAX_OBJECTS:
             raise ValueError(f"at most {MAX_OBJECTS} objects")

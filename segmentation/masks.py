@@ -193,7 +193,8 @@ def frame_number(stem: str) -> int | None:
     return int(stem) if _FRAME_NUMBER.fullmatch(stem) else None
 
 
-def _ids(labels: np.ndarray) -> list[int]:
+def ids_in(labels: np.ndarray) -> list[int]:
+    """The object ids in a label image, ascending (0, the background, left out)."""
     return [int(i) for i in np.unique(labels) if i]
 
 
@@ -294,10 +295,10 @@ def read_masks(
     path = user_path(source, "mask")
     if kind_of(path) != "folder":
         first = read_first_mask(path, size, binarize)
-        return MaskSet(first, size, binarize, starts=dict.fromkeys(_ids(first), 0))
+        return MaskSet(first, size, binarize, starts=dict.fromkeys(ids_in(first), 0))
     frames = _frames_of(path, _mask_files(path), frame_count, list(frame_names))
     first = read_first_mask(frames.pop(0), size, binarize)
-    starts = dict.fromkeys(_ids(first), 0)
+    starts = dict.fromkeys(ids_in(first), 0)
     for index in sorted(frames):
         labels = _read_labels(frames[index], size, binarize)
         if not labels.any():
@@ -305,7 +306,7 @@ def read_masks(
                 f"{frames[index].name}: mask has no object (every pixel is background); a later frame's mask "
                 "adds or redraws the objects painted in it: paint them, or leave the file out"
             )
-        for object_id in _ids(labels):
+        for object_id in ids_in(labels):
             starts.setdefault(object_id, index)
         if len(starts) > MAX_OBJECTS:
             raise InputError(

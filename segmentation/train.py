@@ -41,9 +41,8 @@ class TrainConfig:
     max_hours: float = 0.0  # 0: no limit; otherwise stop (with a checkpoint) after this long
     seed: int = 0
     export: str = ""  # where to write the final fp16 weights
-    synthetic: int = (
-        0  # synthetic sequences (textured shapes, segmentation.synthetic) added to the training data
-    )
+    # Synthetic sequences (textured shapes, segmentation.synthetic) added to the training data.
+    synthetic: int = 0
     distractors: float = 0.0  # share of joint samples with another sequence's object pasted in (data.py)
 
 
