@@ -34,6 +34,7 @@ def _segment(args: argparse.Namespace) -> None:
         overwrite=args.overwrite,
         short_side=args.size,
         gate=args.gate,
+        match=not args.no_match,
         weights=args.weights,
     )
     bar: tqdm | None = None
@@ -135,6 +136,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--gate", action="store_true", help="keep objects near their previous mask (on anyway for 2+)"
     )
+    p.add_argument("--no-match", action="store_true",
+                   help="with 2+ objects, do not arbitrate between them by their first-mask features")  # fmt: skip
     model_options(p)
     p.set_defaults(run=_segment)
 

@@ -205,11 +205,17 @@ class STCNN(nn.Module):
         return self
 
 
-def segmentation_loss(logits: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+def segmentation_loss(
+    logits: list[torch.Tensor], mask: torch.Tensor, region: torch.Tensor | None = None
+) -> torch.Tensor:
+    """BCE on every side output plus Dice on the last. region (0/1, shaped like mask): only these pixels count, as
+    when inference gates the prediction to near the previous mask and nothing else can matter."""
     loss = 0.0
     for weight, logit in zip(SIDE_WEIGHTS, logits):
         logit = F.interpolate(logit, size=mask.shape[-2:], mode="bilinear", align_corners=False)
-        loss = loss + weight * F.binary_cross_entropy_with_logits(logit, mask)
+        loss = loss + weight * F.binary_cross_entropy_with_logits(logit, mask, weight=region)
     p = torch.sigmoid(F.interpolate(logits[-1], size=mask.shape[-2:], mode="bilinear", align_corners=False))
+    if region is not None:
+        p = p * region
     dice = 1 - (2 * (p * mask).sum((1, 2, 3)) + 1) / (p.sum((1, 2, 3)) + mask.sum((1, 2, 3)) + 1)
     return loss + dice.mean()

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .data import deform_mask
+from .inference import gate_region
 from .model import DELTA, STCNN, normalise, segmentation_loss
 
 
@@ -87,8 +88,14 @@ def fine_tune(
     budget: OnlineBudget,
     progress: Callable[[int, int], None] | None = None,
     seed: int = 0,
+    gate: bool = False,
 ) -> dict:
-    """Fine-tunes the decoder in place on frame 0 (both already at the model's size). Returns what it did."""
+    """Fine-tunes the decoder in place on frame 0 (both already at the model's size). Returns what it did.
+
+    gate: inference will keep predictions near the previous mask (always so with several objects), so the loss only
+    counts pixels there. Without it, with two objects in every training image and the target told apart only by
+    the previous mask, the decoder could not separate them and learnt to be unsure on both: two crossing synthetic
+    objects fell to IoU 0.46 / 0.58 after online training, against 0.96 / 0.97 with the gated loss."""
     started = time.perf_counter()
     if budget.iterations <= 0 or not object_ids:
         return {"iterations": 0, "seconds": 0.0}
@@ -128,7 +135,8 @@ def fine_tune(
             previous_masks.append(deform_mask(target, maker.rng))
         mask = torch.from_numpy(np.stack(masks)[:, None].astype(np.float32)).to(device)
         previous_mask = torch.from_numpy(np.stack(previous_masks)[:, None].astype(np.float32)).to(device)
-        loss = segmentation_loss(model.decode(features, temporal, previous_mask), mask)
+        region = gate_region(previous_mask) if gate else None
+        loss = segmentation_loss(model.decode(features, temporal, previous_mask), mask, region)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()

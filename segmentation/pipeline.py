@@ -58,6 +58,7 @@ class SegmentOptions:
     overwrite: bool = False
     short_side: int = 256  # the model's internal resolution; masks are upsampled to the video's size
     gate: bool = False  # keep predictions near the previous mask (STCNN's prior); always on for 2+ objects
+    match: bool = True  # with 2+ objects, arbitrate between them by their first-mask features (inference.py)
     ablate: tuple[str, ...] = ()  # ablation studies only: model inputs to switch off (model.ABLATIONS)
     weights: str | None = None  # default: weights/stcnn.pt or STCNN_WEIGHTS
 
@@ -110,7 +111,7 @@ def _check_options(options: SegmentOptions) -> None:
         )
     if not isinstance(options.ablate, (list, tuple)) or not set(options.ablate) <= set(ABLATIONS):
         raise InputError(f"ablate takes a list of {', '.join(ABLATIONS)}, got {options.ablate!r}")
-    for name in ("binarize", "overwrite", "gate"):
+    for name in ("binarize", "overwrite", "gate", "match"):
         if not isinstance(getattr(options, name), bool):
             raise InputError(f"option {name} must be true or false, got {getattr(options, name)!r}")
     if options.weights is not None:
@@ -286,11 +287,14 @@ def _segment_once(
                 raise Cancelled("run cancelled")
 
         report(Progress("online training", 0, budget.iterations, budget.seconds))
-        online = fine_tune(model, small_frame, small_labels, masks.first_ids, device, budget, online_progress)
+        gate = options.gate or len(masks.first_ids) > 1  # as inference will (see inference.py)
+        online = fine_tune(
+            model, small_frame, small_labels, masks.first_ids, device, budget, online_progress, gate=gate
+        )
         online["objects"] = masks.first_ids
         timings["online_training"] = time.perf_counter() - t
 
-        segmenter = Segmenter(model, device, size, gate=options.gate)
+        segmenter = Segmenter(model, device, size, gate=options.gate, match=options.match)
         total = max(info.frame_count, 1)
         rows: list[dict] = []
         names = info.frame_names

@@ -292,6 +292,7 @@ OPTION_CASES = {
     "binarize_text": ({"binarize": "yes"}, "binarize must be true or false"),
     "overwrite_int": ({"overwrite": 1}, "overwrite must be true or false"),
     "gate_none": ({"gate": None}, "gate must be true or false"),
+    "match_text": ({"match": "no"}, "match must be true or false"),
     "ablate_unknown": ({"ablate": ["backbone"]}, "ablate takes a list of temporal, mask"),
     "ablate_text": ({"ablate": "mask"}, "ablate takes a list"),
     "weights_nul": ({"weights": "w\0.pt"}, "NUL"),
@@ -521,7 +522,9 @@ option_values = st.one_of(
 @HYPOTHESIS
 @given(
     values=st.dictionaries(
-        st.sampled_from(["device", "preset", "online_seconds", "fps", "short_side", "binarize", "gate", "x"]),
+        st.sampled_from(
+            ["device", "preset", "online_seconds", "fps", "short_side", "binarize", "gate", "match", "x"]
+        ),
         option_values,
         max_size=4,
     )

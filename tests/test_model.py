@@ -71,3 +71,71 @@ def test_ablations_cut_the_decoder_off_from_that_input():
     assert torch.equal(logits(previous[0], masks[0]), logits(previous[1], masks[0]))
     model.ablate = frozenset({"mask"})
     assert torch.equal(logits(previous[0], masks[0]), logits(previous[0], masks[1]))
+
+
+def _matching_segmenter(frame: np.ndarray, labels: np.ndarray) -> Segmenter:
+    model, _ = load_model()
+    segmenter = Segmenter(model, torch.device("cpu"), model_size(*frame.shape[1::-1]))
+    segmenter.step(frame, labels)
+    return segmenter
+
+
+def _two_textures() -> tuple[np.ndarray, np.ndarray]:
+    # Left half red stripes (object 1), right half green checks (object 2): different looks, exact answer.
+    frame = np.zeros((64, 128, 3), np.uint8)
+    frame[:, :64, 0] = 200 + 55 * (np.arange(64)[:, None] % 8 < 4)
+    frame[:, 64:, 1] = 120 + 120 * ((np.arange(64)[:, None] // 8 + np.arange(64)[None] // 8) % 2)
+    labels = np.zeros((64, 128), np.uint8)
+    labels[8:56, 8:56], labels[8:56, 72:120] = 1, 2
+    return frame, labels
+
+
+def test_reference_matching_lowers_an_object_where_another_object_matches_better():
+    frame, labels = _two_textures()
+    segmenter = _matching_segmenter(frame, labels)
+    x = segmenter._to_tensor(frame)
+    features = segmenter.model.backbone(x)[1]
+    with torch.no_grad():
+        factors = segmenter._match(features, x.shape[-2:])
+    h, w = x.shape[-2:]
+    inner_left, inner_right = (slice(h // 4, 3 * h // 4), slice(w // 8, 3 * w // 8)), (
+        slice(h // 4, 3 * h // 4), slice(5 * w // 8, 7 * w // 8))  # fmt: skip
+    assert factors[0][inner_left].mean() > 0.9 and factors[1][inner_right].mean() > 0.9  # own look: kept
+    assert (
+        factors[0][inner_right].mean() < 0.1 and factors[1][inner_left].mean() < 0.1
+    )  # the other's: removed
+
+
+def test_reference_matching_is_the_same_in_chunks(monkeypatch):
+    # Large internal sizes match a block of pixels at a time; the blocks must not change the answer.
+    import segmentation.inference as inference
+
+    frame, labels = _two_textures()
+    segmenter = _matching_segmenter(frame, labels)
+    features = torch.randn(1, 40, 8, 16)
+    whole = segmenter._match(features, (32, 64))
+    monkeypatch.setattr(inference, "MATCH_ROWS", 7)
+    assert torch.allclose(segmenter._match(features, (32, 64)), whole)
+
+
+def test_an_object_without_a_reference_is_left_alone():
+    # A single object has nothing to be told apart from; with matching it gives the same answer as without.
+    frame, labels = _two_textures()
+    segmenter = _matching_segmenter(frame, (labels == 1).astype(np.uint8))
+    segmenter.state.object_ids.append(2)  # an object known but never seen in a mask
+    factors = segmenter._match(torch.randn(1, 40, 8, 16), (32, 64))
+    assert torch.equal(factors, torch.ones_like(factors))
+
+
+def test_the_region_loss_ignores_pixels_outside_the_region():
+    from segmentation.model import segmentation_loss
+
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., 2:5, 2:5] = 1
+    region = torch.zeros_like(mask)
+    region[..., :6, :6] = 1
+    logits = [torch.zeros(1, 1, 8, 8, requires_grad=True)]
+    segmentation_loss(logits, mask, region).backward()
+    grad = logits[0].grad[0, 0]
+    assert (grad[6:, :] == 0).all() and (grad[:, 6:] == 0).all()
+    assert (grad[2:5, 2:5] < 0).all() and (grad[0, 0] > 0)

@@ -66,22 +66,34 @@ def test_trajectory_follows_the_object(one_object):
 
 
 def test_tracks_two_objects_from_a_palette_mask(tmp_path):
-    # The two objects cross in frames 5-9, where the object behind takes over part of the one in front (the
-    # model follows appearance more than the mask). Measured without online training (deterministic), mean IoU
-    # with the shipped weights 0.60 and 0.60 (0.64 and 0.67 with the previous weights). The issue asks for 0.8;
-    # this floor is what the current weights hold, so a regression fails here.
+    # The two objects cross in frames 5-9. The run is what a user gets (online training on, a short budget).
+    # Measured: mean IoU 0.93 and 0.96 (0.60 and 0.60 before reference matching and the gated online loss).
     clip = make_clip(tmp_path, n_frames=12, size=(192, 128), n_objects=2, seed=2)
-    summary = segment(clip.video, clip.mask, tmp_path / "out", SegmentOptions(online_seconds=0))
+    summary = segment(clip.video, clip.mask, tmp_path / "out", FAST)
     assert summary["objects"] == [1, 2]
     for object_id in (1, 2):
-        assert mean_iou(clip, tmp_path / "out", object_id) >= 0.55
+        assert mean_iou(clip, tmp_path / "out", object_id) >= 0.8
+
+
+def test_reference_matching_keeps_crossing_objects_apart(tmp_path):
+    # The model follows appearance more than the previous mask: left alone, the object behind takes over part of
+    # the one in front where they cross. Without online training (deterministic), measured: 0.93 / 0.93 with
+    # matching, 0.60 / 0.60 without.
+    clip = make_clip(tmp_path, n_frames=12, size=(192, 128), n_objects=2, seed=2)
+    scores = {}
+    for match in (True, False):
+        segment(
+            clip.video, clip.mask, tmp_path / f"out-{match}", SegmentOptions(online_seconds=0, match=match)
+        )
+        scores[match] = [mean_iou(clip, tmp_path / f"out-{match}", object_id) for object_id in (1, 2)]
+    assert min(scores[True]) >= 0.8
+    assert np.mean(scores[True]) - np.mean(scores[False]) > 0.15
 
 
 def test_an_object_that_appears_later_is_tracked_from_its_mask_on(tmp_path):
     # Object 2 comes into view at frame 5; the masks folder holds 00000.png (object 1) and 00005.png (object 2).
-    # Measured without online training (deterministic): object 2's IoU 0.90 to 0.26 over frames 6-11, mean 0.57,
-    # with the shipped weights (0.79 with the previous ones, which were 1.5 J&F lower on held-out DAVIS; see
-    # weights/README.md). The floor is what the current weights hold.
+    # Measured without online training (deterministic): mean IoU over frames 6-11 0.96 for object 2, 0.93 over
+    # all frames for object 1 (0.57 and 0.77 before reference matching).
     clip = make_clip(tmp_path, n_frames=12, size=(192, 128), n_objects=2, seed=11, appear_at={2: 5})
     assert sorted(p.name for p in clip.masks_dir.iterdir()) == ["00000.png", "00005.png"]
     out = tmp_path / "out"
@@ -93,8 +105,8 @@ def test_an_object_that_appears_later_is_tracked_from_its_mask_on(tmp_path):
     truth = [read_mask(clip.gt_dir / f"{t:05d}.png") for t in range(12)]
     assert not any((p == 2).any() for p in predicted[:5])  # not before its mask
     assert np.array_equal(predicted[5] == 2, truth[5] == 2)  # its own mask at its frame
-    assert np.mean([jaccard(p == 2, g == 2) for p, g in zip(predicted[6:], truth[6:])]) >= 0.5
-    assert np.mean([jaccard(p == 1, g == 1) for p, g in zip(predicted, truth)]) >= 0.6
+    assert np.mean([jaccard(p == 2, g == 2) for p, g in zip(predicted[6:], truth[6:])]) >= 0.8
+    assert np.mean([jaccard(p == 1, g == 1) for p, g in zip(predicted, truth)]) >= 0.8
     df = read_csv(out / "trajectory.csv")
     assert list(df[df.object_id == 2].visible) == [False] * 5 + [True] * 7
 
