@@ -15,20 +15,16 @@ VALIDATION = ["car-turn", "dance-jump", "kite-walk", "motocross-bumps", "strolle
 
 # name: run_benchmark options. "ablate" feeds zeros for that decoder input, in online training too.
 CONFIGS = {
-    "default (online training, balanced 20 s)": {},
+    "default (online training, balanced 20 s; gate)": {},
     "online training, fast preset (6 s)": {"preset": "fast"},
     "no online training": {"online_seconds": 0},
-    "gate by the dilated previous mask": {"gate": True},
-    "gate, no online training": {"gate": True, "online_seconds": 0},
+    "no gate (a single object may leave its dilated previous mask)": {"gate": False},
+    "no gate, no online training": {"gate": False, "online_seconds": 0},
     "no temporal features": {"ablate": ("temporal",)},
     "no temporal features, no online training": {"ablate": ("temporal",), "online_seconds": 0},
-    "no previous mask in the decoder, gate only (the original STCNN prior)": {
-        "ablate": ("mask",),
-        "gate": True,
-    },
+    "no previous mask in the decoder, gate only (the original STCNN prior)": {"ablate": ("mask",)},
     "no previous mask in the decoder, gate only, no online training": {
         "ablate": ("mask",),
-        "gate": True,
         "online_seconds": 0,
     },
 }

@@ -74,7 +74,7 @@ def run_benchmark(
     out: str | None = None,
     weights: str | None = None,
     baseline: bool = True,
-    gate: bool = False,
+    gate: bool = True,
     ablate: tuple[str, ...] = (),
 ) -> pd.DataFrame:
     dirs = sequence_dirs([data])

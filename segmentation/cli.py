@@ -33,7 +33,7 @@ def _segment(args: argparse.Namespace) -> None:
         binarize=args.binarize,
         overwrite=args.overwrite,
         short_side=args.size,
-        gate=args.gate,
+        gate=not args.no_gate,
         match=not args.no_match,
         weights=args.weights,
     )
@@ -98,7 +98,7 @@ def _benchmark(args: argparse.Namespace) -> None:
     run_benchmark(
         args.data, sequences=args.sequences or None, device=args.device, preset=args.preset,
         online_seconds=args.online_seconds, short_side=args.size, out=args.out, weights=args.weights,
-        baseline=not args.no_baseline, gate=args.gate, ablate=args.ablate,
+        baseline=not args.no_baseline, gate=not args.no_gate, ablate=args.ablate,
     )  # fmt: skip
 
 
@@ -134,7 +134,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--binarize", action="store_true", help="threshold an RGB or anti-aliased mask at 50%%")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument(
-        "--gate", action="store_true", help="keep objects near their previous mask (on anyway for 2+)"
+        "--no-gate", action="store_true", help="let a single object leave its dilated previous mask"
     )
     p.add_argument("--no-match", action="store_true",
                    help="with 2+ objects, do not arbitrate between them by their first-mask features")  # fmt: skip
@@ -153,7 +153,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="also keep the predicted masks here")
     p.add_argument("--no-baseline", action="store_true", help="skip the optical-flow baseline")
     p.add_argument(
-        "--gate", action="store_true", help="keep objects near their previous mask (on anyway for 2+)"
+        "--no-gate", action="store_true", help="let a single object leave its dilated previous mask"
     )
     p.add_argument("--ablate", nargs="+", default=[], choices=["temporal", "mask"],  # model.ABLATIONS
                    help="ablation study: feed zeros for these decoder inputs, in online training too")  # fmt: skip
