@@ -20,8 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
+from ablations import VALIDATION  # the held-out sequences, next to this script
 
-VALIDATION = ["car-turn", "dance-jump", "kite-walk", "motocross-bumps", "stroller"]  # kept out of training
 COMPOSITES = [(a, b) for a, b in zip(VALIDATION, VALIDATION[1:] + VALIDATION[:1])]
 COMPOSITE_FRAMES = 40
 

@@ -6,7 +6,8 @@ previous frame's result, merging objects by soft aggregation.
 
 With several objects two priors keep each object on its own pixels, because the model follows appearance more than
 the previous mask (left alone, each object's prediction covers every salient object in view):
-- the gate: an object's prediction is kept near its dilated previous mask, as in the original STCNN;
+- the gate: an object's prediction is kept near its dilated previous mask, as in the original STCNN (the pipeline
+  turns it on for a single object too);
 - reference matching: the backbone features of the pixels each object covers in its annotated frame are kept, and
   where a pixel looks more like another object's reference than like its own (cosine similarity of stride-8
   features, best match per object, as in FEELVOS's global matching), the object's probability there is lowered.
@@ -27,14 +28,18 @@ import torch.nn.functional as F
 from .masks import MAX_OBJECTS, ids_in
 from .model import DELTA, STCNN, normalise
 
-MATCH_LEVEL = (
-    1  # backbone level whose features are matched: stride 8, 40 channels, fine enough for small objects
-)
+# Backbone level whose features are matched: stride 8, 40 channels, fine enough for small objects.
+MATCH_LEVEL = 1
 # In cosine similarity. The model gives two objects near-equal probabilities on both, so matching mostly breaks ties:
 # 1.0 (at most a 4x cut) did as well as 0.05 on synthetic clips and better on real two-object footage (mean IoU
 # 62.3 against 57.1 on the DAVIS composites of benchmarks/multi_object.py), where features tell objects apart less.
 MATCH_TEMPERATURE = 1.0
 MATCH_ROWS = 4096  # pixels matched at once: bounds the similarity matrix at large internal sizes
+
+
+def gated(gate: bool, n_objects: int) -> bool:
+    """Whether predictions are kept near the previous mask: as asked, and always with several objects."""
+    return gate or n_objects > 1
 
 
 def gate_region(masks: torch.Tensor) -> torch.Tensor:
@@ -160,7 +165,7 @@ class Segmenter:
         # With several objects the gate is always on: the model leans on appearance more than on the mask, and
         # a leak of one object onto another (a similar-looking one, or where they cross) wins it that object's
         # pixels through the aggregation. An object whose mask has emptied is not gated, so it can be found again.
-        if self.gate or len(state.object_ids) > 1:
+        if gated(self.gate, len(state.object_ids)):
             near = gate_region(state.masks)[:, 0]
             lost = state.masks.flatten(1).amax(1) == 0
             near[lost] = 1

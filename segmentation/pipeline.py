@@ -26,7 +26,7 @@ import torch
 
 from . import __version__
 from .errors import Cancelled, InputError, OutputError, SegmentationError
-from .inference import Segmenter, model_size
+from .inference import Segmenter, gated, model_size
 from .masks import MaskSet, read_masks, write_mask
 from .model import ABLATIONS
 from .online import budget_for, fine_tune
@@ -289,7 +289,7 @@ def _segment_once(
                 raise Cancelled("run cancelled")
 
         report(Progress("online training", 0, budget.iterations, budget.seconds))
-        gate = options.gate or len(masks.first_ids) > 1  # as inference will (see inference.py)
+        gate = gated(options.gate, len(masks.first_ids))  # the loss counts what inference will keep
         online = fine_tune(
             model, small_frame, small_labels, masks.first_ids, device, budget, online_progress, gate=gate
         )
