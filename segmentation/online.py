@@ -4,7 +4,8 @@ Training pairs come from frame 0 alone: the objects are cut out, the background 
 pasted back moved, scaled, rotated, flipped and colour-jittered; the previous-mask input is the new mask, deformed
 as a propagated mask would be. Because the previous mask only enters the decoder, the backbone and temporal
 features of a pool of such images are computed once, and the iterations train the decoder alone on them with a
-fresh mask deformation each time: several times more iterations in the same budget.
+fresh mask deformation each time: several times more iterations in the same budget. When the loss only counts the
+gated region, the decoder also runs only on windows around the objects (`crop_windows`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ PRESETS = {
 }
 POOL = 24  # augmented images whose features are computed once
 BATCH = 4
+CROP_STEP = 32  # crops start and end on the coarsest feature stride, so every level crops to whole cells
 
 
 def budget_for(preset: str, device: torch.device, seconds: float | None = None) -> OnlineBudget:
@@ -79,6 +81,37 @@ class PairMaker:
         return np.ascontiguousarray(image, dtype=np.float32), np.ascontiguousarray(labels)
 
 
+def crop_windows(pool_labels: list[np.ndarray], margin: int) -> list[tuple[slice, slice]] | None:
+    """One window per pool image, all of one size, around its objects plus `margin`; None where they would cover
+    most of the frame anyway. With the gated loss nothing outside these windows counts, and the decoder's cost
+    is in proportion to the area it runs on."""
+    h, w = pool_labels[0].shape
+    boxes = []
+    for labels in pool_labels:
+        ys, xs = np.nonzero(labels)
+        if not len(ys):
+            return None
+        boxes.append((ys.min() - margin, ys.max() + 1 + margin, xs.min() - margin, xs.max() + 1 + margin))
+    # One step of slack: the windows' starts are rounded down to the step and must still hold the whole box.
+    ch = min(h, (-(-max(b[1] - b[0] for b in boxes) // CROP_STEP) + 1) * CROP_STEP)
+    cw = min(w, (-(-max(b[3] - b[2] for b in boxes) // CROP_STEP) + 1) * CROP_STEP)
+    if ch * cw > 0.7 * h * w:
+        return None
+    windows = []
+    for y0, _, x0, _ in boxes:
+        y = int(np.clip(y0, 0, h - ch)) // CROP_STEP * CROP_STEP
+        x = int(np.clip(x0, 0, w - cw)) // CROP_STEP * CROP_STEP
+        windows.append((slice(y, y + ch), slice(x, x + cw)))
+    return windows
+
+
+def _crop(t: torch.Tensor, window: tuple[slice, slice], height: int) -> torch.Tensor:
+    """The window (in image pixels) of a feature map at any stride."""
+    s = height // t.shape[-2]
+    ys, xs = window
+    return t[..., ys.start // s : ys.stop // s, xs.start // s : xs.stop // s]
+
+
 def fine_tune(
     model: STCNN,
     frame: np.ndarray,
@@ -118,6 +151,16 @@ def fine_tune(
                 progress(0, budget.iterations)
             if time.perf_counter() - started > budget.seconds / 3:
                 break  # a slow machine trains on fewer images rather than overrunning the budget
+    height = frame.shape[0]
+    # The margin holds the gate's reach (1/16 of the short side) and how far a deformed previous mask strays.
+    windows = crop_windows(pool_labels, min(frame.shape[:2]) // 6) if gate else None
+    if (
+        windows
+    ):  # car-turn's car (a tenth of the frame): 229 iterations in 20 s against 102 on the whole frame
+        for i, window in enumerate(windows):
+            pool_features[i] = [_crop(f, window, height) for f in pool_features[i]]
+            pool_temporal[i] = [_crop(t, window, height) for t in pool_temporal[i]]
+            pool_labels[i] = pool_labels[i][window]
     parameters = list(model.decoder.parameters())
     optimiser = torch.optim.Adam(parameters, lr=5e-5)
     rng = np.random.default_rng(seed)
@@ -125,8 +168,8 @@ def fine_tune(
     loss_value = float("nan")
     while done < budget.iterations and time.perf_counter() - started < budget.seconds:
         picks = rng.integers(len(pool_labels), size=BATCH)
-        features = [torch.cat([pool_features[i][level] for i in picks]) for level in range(4)]
-        temporal = [torch.cat([pool_temporal[i][level] for i in picks]) for level in range(3)]
+        features = [torch.cat(level) for level in zip(*(pool_features[i] for i in picks))]
+        temporal = [torch.cat(level) for level in zip(*(pool_temporal[i] for i in picks))]
         masks, previous_masks = [], []
         for i in picks:
             obj = object_ids[rng.integers(len(object_ids))]
@@ -150,6 +193,7 @@ def fine_tune(
     return {
         "iterations": done,
         "pool": len(pool_labels),
+        "crop": list(pool_labels[0].shape) if windows else None,
         "seconds": time.perf_counter() - started,
         "loss": loss_value,
     }

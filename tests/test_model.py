@@ -138,3 +138,31 @@ def test_the_region_loss_ignores_pixels_outside_the_region():
     grad = logits[0].grad[0, 0]
     assert (grad[6:, :] == 0).all() and (grad[:, 6:] == 0).all()
     assert (grad[2:5, 2:5] < 0).all() and (grad[0, 0] > 0)
+
+
+def test_online_training_crops_hold_every_object_and_its_margin_on_whole_cells():
+    from segmentation.online import CROP_STEP, crop_windows
+
+    rng = np.random.default_rng(0)
+    cropped = 0
+    for _ in range(300):
+        pool = []
+        for _ in range(3):
+            labels = np.zeros((256, 448), np.uint8)
+            y, x = rng.integers(0, 246), rng.integers(0, 438)
+            labels[y : y + rng.integers(1, 60), x : x + rng.integers(1, 80)] = 1
+            pool.append(labels)
+        margin = int(rng.integers(0, 50))
+        windows = crop_windows(pool, margin)
+        if windows is None:
+            continue
+        cropped += 1
+        assert len({(ys.stop - ys.start, xs.stop - xs.start) for ys, xs in windows}) == 1  # they stack
+        for labels, (ys, xs) in zip(pool, windows):
+            assert ys.start % CROP_STEP == 0 and xs.start % CROP_STEP == 0
+            rows, cols = np.nonzero(labels)
+            assert ys.start <= max(0, rows.min() - margin) and ys.stop >= min(256, rows.max() + 1 + margin)
+            assert xs.start <= max(0, cols.min() - margin) and xs.stop >= min(448, cols.max() + 1 + margin)
+    assert cropped > 100
+    whole = np.ones((256, 448), np.uint8)
+    assert crop_windows([whole], 8) is None  # nothing to gain: the decoder runs on the whole frame

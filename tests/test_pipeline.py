@@ -37,8 +37,9 @@ def mean_iou(clip, out, object_id):
 
 
 def test_tracks_one_object(one_object):
-    clip, out, _ = one_object
+    clip, out, summary = one_object
     assert mean_iou(clip, out, 1) >= 0.8
+    assert summary["online_training"]["crop"], "online training should have run on windows around the object"
 
 
 def test_writes_every_frame_and_a_browser_video(one_object):
