@@ -42,9 +42,10 @@ def gated(gate: bool, n_objects: int) -> bool:
     return gate or n_objects > 1
 
 
-def gate_region(masks: torch.Tensor) -> torch.Tensor:
-    """Where each object may be: its mask (N, 1, h, w) dilated by about 1/8 of the short side."""
-    k = max(3, (min(masks.shape[-2:]) // 8) | 1)
+def gate_region(masks: torch.Tensor, short_side: int | None = None) -> torch.Tensor:
+    """Where each object may be: its mask (N, 1, h, w) dilated by about 1/8 of the frame's short side (the masks'
+    own unless given: online training passes the frame's for masks cropped from it)."""
+    k = max(3, ((short_side or min(masks.shape[-2:])) // 8) | 1)
     # A square max filter as two 1-D passes: the same result, k times less work.
     near = F.max_pool2d(masks, (1, k), stride=1, padding=(0, k // 2))
     return F.max_pool2d(near, (k, 1), stride=1, padding=(k // 2, 0))

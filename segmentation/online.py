@@ -151,12 +151,11 @@ def fine_tune(
                 progress(0, budget.iterations)
             if time.perf_counter() - started > budget.seconds / 3:
                 break  # a slow machine trains on fewer images rather than overrunning the budget
-    height = frame.shape[0]
+    height, short_side = frame.shape[0], min(frame.shape[:2])
     # The margin holds the gate's reach (1/16 of the short side) and how far a deformed previous mask strays.
-    windows = crop_windows(pool_labels, min(frame.shape[:2]) // 6) if gate else None
-    if (
-        windows
-    ):  # car-turn's car (a tenth of the frame): 229 iterations in 20 s against 102 on the whole frame
+    windows = crop_windows(pool_labels, short_side // 6) if gate else None
+    # car-turn's car (a tenth of the frame): 229 iterations in 20 s against 102 on the whole frame.
+    if windows:
         for i, window in enumerate(windows):
             pool_features[i] = [_crop(f, window, height) for f in pool_features[i]]
             pool_temporal[i] = [_crop(t, window, height) for t in pool_temporal[i]]
@@ -178,7 +177,7 @@ def fine_tune(
             previous_masks.append(deform_mask(target, maker.rng))
         mask = torch.from_numpy(np.stack(masks)[:, None].astype(np.float32)).to(device)
         previous_mask = torch.from_numpy(np.stack(previous_masks)[:, None].astype(np.float32)).to(device)
-        region = gate_region(previous_mask) if gate else None
+        region = gate_region(previous_mask, short_side) if gate else None  # as inference, whatever the crop
         loss = segmentation_loss(model.decode(features, temporal, previous_mask), mask, region)
         optimiser.zero_grad()
         loss.backward()

@@ -166,3 +166,15 @@ def test_online_training_crops_hold_every_object_and_its_margin_on_whole_cells()
     assert cropped > 100
     whole = np.ones((256, 448), np.uint8)
     assert crop_windows([whole], 8) is None  # nothing to gain: the decoder runs on the whole frame
+
+
+def test_the_gate_on_a_crop_reaches_as_far_as_on_the_whole_frame():
+    # Online training gates its loss on crops; the region must be the one inference keeps on the whole frame.
+    from segmentation.inference import gate_region
+
+    masks = torch.zeros(1, 1, 256, 448)
+    masks[..., 120:140, 200:230] = 1
+    window = (..., slice(64, 192), slice(96, 320))
+    whole = gate_region(masks)[window]
+    assert torch.equal(gate_region(masks[window], short_side=256), whole)
+    assert not torch.equal(gate_region(masks[window]), whole)  # the crop's own short side would reach less
