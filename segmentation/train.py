@@ -23,7 +23,7 @@ from .data import JointSamples, Sequence, first_frame_size, load_sequence, seque
 from .inference import Segmenter, model_size
 from .model import DELTA, STCNN, FrameDiscriminator, normalise, segmentation_loss
 from .runtime import pick_device
-from .weights import save_weights
+from .weights import load_model, save_weights
 
 
 @dataclass
@@ -44,6 +44,8 @@ class TrainConfig:
     # Synthetic sequences (textured shapes, segmentation.synthetic) added to the training data.
     synthetic: int = 0
     distractors: float = 0.0  # share of joint samples with another sequence's object pasted in (data.py)
+    new_backgrounds: float = 0.0  # share of joint samples with the target moved onto another clip (data.py)
+    init: str = ""  # start from these weights (a trained model carried on with new data or settings)
 
 
 def to_batch(batch: dict[str, np.ndarray], device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -95,6 +97,8 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.model = STCNN().to(device)
         load_imagenet(self.model.backbone)
+        if config.init:
+            self.model.load_state_dict(load_model(config.init)[0].state_dict())
         self.discriminator = FrameDiscriminator().to(device)
         self.opt_temporal = torch.optim.Adam(self.model.temporal.parameters(), 1e-3, betas=(0.5, 0.999))
         self.opt_discriminator = torch.optim.Adam(self.discriminator.parameters(), 2e-4, betas=(0.5, 0.999))
@@ -180,7 +184,11 @@ class Trainer:
     def run(self, train: list[Sequence], val: list[Sequence]) -> None:
         size = (train[0].frames.shape[2], train[0].frames.shape[1])
         samples = JointSamples(
-            train, self.config.crop, self.config.seed + self.iteration, self.config.distractors
+            train,
+            self.config.crop,
+            self.config.seed + self.iteration,
+            self.config.distractors,
+            self.config.new_backgrounds,
         )
         self.model.train()
         for stage, total, step in (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import cv2
 import torch
 
 from segmentation.synthetic import make_clip
@@ -45,6 +46,19 @@ def test_train_checkpoints_validates_resumes_and_exports(tmp_path):
     assert [(h["stage"], h["iteration"]) for h in history][-1] == ("joint", 3)
     assert len(history) == 5
 
+    # --init carries a trained model on, joint stage only: one iteration at the warm-up's small rate.
+    config = TrainConfig(
+        data=[str(tmp_path / "data")], out=str(tmp_path / "ck2"), temporal_iters=0, joint_iters=1, batch=2,
+        crop=(64, 64), export=str(tmp_path / "w2.pt"), init=str(tmp_path / "w.pt"), new_backgrounds=1.0,
+    )  # fmt: skip
+    train(config, device="cpu")
+    history = json.loads((tmp_path / "ck2" / "history.json").read_text())
+    assert [(h["stage"], h["iteration"]) for h in history] == [("joint", 1)]
+    carried, _ = load_model(tmp_path / "w2.pt")
+    start = dict(model.named_parameters())  # parameters: BatchNorm statistics move in training mode
+    drift = max((p - start[k]).abs().max().item() for k, p in carried.named_parameters())
+    assert drift < 0.01
+
 
 def test_pasted_distractors_only_hide_the_target_never_add_to_it(tmp_path):
     import numpy as np
@@ -67,3 +81,35 @@ def test_pasted_distractors_only_hide_the_target_never_add_to_it(tmp_path):
         hidden += int(masks.sum() < target.masks.sum())
         pasted += int((frames > 0).any())
     assert hidden and pasted > hidden  # both in front (hiding part of the target) and behind it
+
+
+def test_new_backgrounds_keep_the_target_and_paint_the_other_objects_out(tmp_path):
+    import numpy as np
+
+    from segmentation.data import JointSamples, Sequence
+
+    rng = np.random.default_rng(0)
+    # The target clip: a bright square moving right over a dark texture; the other: a textured scene with a
+    # mid-grey object that must not survive as background.
+    frames = rng.integers(0, 60, (5, 64, 96, 3)).astype(np.float32)
+    masks = np.zeros((5, 64, 96), np.uint8)
+    for i in range(5):
+        masks[i, 20:40, 10 + 4 * i : 30 + 4 * i] = 1
+        frames[i][masks[i] > 0] = 250
+    scene = rng.integers(0, 256, (6, 64, 96, 3)).astype(np.uint8)
+    scene_masks = np.zeros((6, 64, 96), np.uint8)
+    scene_masks[:, 5:60, 50:90] = 1
+    scene[scene_masks > 0] = 128
+    other = Sequence("other", scene, scene_masks, tmp_path, tmp_path)
+    samples = JointSamples([other], (96, 64), seed=0, new_backgrounds=1.0)
+    for _ in range(10):
+        out_frames, out_masks = samples._new_background(frames, masks)
+        areas = out_masks.reshape(5, -1).sum(1)
+        assert areas.min() > 0.3 * 400 and areas.max() < 2.0 * 400  # moved and rescaled, never lost
+        inside = out_frames[out_masks > 0]
+        assert (inside.mean(1) > 200).mean() > 0.9  # the target keeps its own pixels (its edge is blended)
+        shift = np.nonzero(out_masks[-1].any(0))[0].mean() - np.nonzero(out_masks[0].any(0))[0].mean()
+        assert abs(shift) > 4  # and its own motion across the clip
+        # Far from the target, the background is the other scene with its grey object painted out.
+        far = cv2.dilate(out_masks[0], np.ones((5, 5), np.uint8)) == 0
+        assert (np.abs(out_frames[0][far] - 128).max(1) > 1).mean() > 0.9
