@@ -81,6 +81,12 @@ def _affine(h: int, w: int, rng: np.random.Generator, scale: float, shift: float
     return m
 
 
+def paint_out(frame: np.ndarray, labels: np.ndarray, grow: int) -> np.ndarray:
+    """The frame with every object inpainted away, each grown by `grow` pixels so that no fringe of it is left."""
+    hole = cv2.dilate((labels > 0).astype(np.uint8), np.ones((2 * grow + 1, 2 * grow + 1), np.uint8))
+    return cv2.inpaint(frame, hole, 5, cv2.INPAINT_TELEA)
+
+
 def deform_mask(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Imitates the previous frame's imperfect prediction: small affine motion, dilation or erosion, holes."""
     h, w = mask.shape
@@ -119,8 +125,7 @@ class JointSamples:
         """Frame t of sequence seq with its objects inpainted away (made once: about 16 ms a frame at 448x256)."""
         if (seq, t) not in self._backgrounds:
             sequence = self.sequences[seq]
-            hole = cv2.dilate((sequence.masks[t] > 0).astype(np.uint8), np.ones((9, 9), np.uint8))
-            self._backgrounds[seq, t] = cv2.inpaint(sequence.frames[t], hole, 5, cv2.INPAINT_TELEA)
+            self._backgrounds[seq, t] = paint_out(sequence.frames[t], sequence.masks[t], grow=4)
         return self._backgrounds[seq, t]
 
     def _new_background(self, frames: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import torch
 
-from .data import deform_mask
+from .data import deform_mask, paint_out
 from .inference import gate_region
 from .model import DELTA, STCNN, normalise, segmentation_loss
 
@@ -54,9 +54,7 @@ class PairMaker:
     def __init__(self, frame: np.ndarray, labels: np.ndarray, object_ids: list[int], seed: int = 0):
         self.frame, self.labels, self.ids = frame, labels, object_ids
         self.rng = np.random.default_rng(seed)
-        foreground = (labels > 0).astype(np.uint8)
-        hole = cv2.dilate(foreground, np.ones((7, 7), np.uint8))
-        self.background = cv2.inpaint(frame, hole, 5, cv2.INPAINT_TELEA)
+        self.background = paint_out(frame, labels, grow=3)
 
     def make(self) -> tuple[np.ndarray, np.ndarray]:
         h, w = self.labels.shape

@@ -96,9 +96,10 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(config.seed)
         self.model = STCNN().to(device)
-        load_imagenet(self.model.backbone)
-        if config.init:
+        if config.init:  # a trained model, carried on
             self.model.load_state_dict(load_model(config.init)[0].state_dict())
+        else:
+            load_imagenet(self.model.backbone)
         self.discriminator = FrameDiscriminator().to(device)
         self.opt_temporal = torch.optim.Adam(self.model.temporal.parameters(), 1e-3, betas=(0.5, 0.999))
         self.opt_discriminator = torch.optim.Adam(self.discriminator.parameters(), 2e-4, betas=(0.5, 0.999))
