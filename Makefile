@@ -2,7 +2,7 @@
 VENV ?= .venv
 PIP = $(VENV)/bin/pip -q --disable-pip-version-check
 
-.PHONY: run test system-packages
+.PHONY: run test system-packages check-run-path
 
 $(VENV)/.app: pyproject.toml
 	python3 -m venv $(VENV)
@@ -25,3 +25,11 @@ system-packages:
 test: $(VENV)/.test system-packages
 	$(VENV)/bin/ruff check segmentation dashboard tests benchmarks
 	DASH_TEST_CHROMEPATH=/usr/bin/chromium $(VENV)/bin/pytest --headless -q
+
+# The run command's install alone (no test extras) in a new venv, then the dashboard and the CLI from it:
+# a runtime dependency that only the test extras pull in fails here. .ci/run calls it after the tests.
+RUN_CHECK_VENV ?= /tmp/stcnn-run-check/venv
+check-run-path:
+	rm -rf $(RUN_CHECK_VENV)
+	$(MAKE) --no-print-directory VENV=$(RUN_CHECK_VENV) $(RUN_CHECK_VENV)/.app
+	$(RUN_CHECK_VENV)/bin/python .ci/check_run_path.py $(RUN_CHECK_VENV)
