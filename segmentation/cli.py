@@ -23,7 +23,9 @@ class _Parser(argparse.ArgumentParser):
 def _segment(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
+    from .errors import InputError
     from .pipeline import SegmentOptions, segment
+    from .prompts import Box
 
     options = SegmentOptions(
         device=args.device,
@@ -55,8 +57,13 @@ def _segment(args: argparse.Namespace) -> None:
         bar.total = max(bar.total or 0, p.total)
         bar.update(p.done - bar.n)
 
+    if args.mask is not None and args.box:
+        raise InputError("give the objects either as a mask or as --box, not both")
+    if args.mask is None and not args.box:
+        raise InputError("give the objects to track: a mask PNG (or a folder of masks), or --box X0,Y0,X1,Y1 each")
+    boxes = [Box.parse(text, object_id=i) for i, text in enumerate(args.box, start=1)]
     try:
-        summary = segment(args.video, args.mask, args.out, options, progress)
+        summary = segment(args.video, args.mask, args.out, options, progress, boxes=boxes)
     except BaseException:
         if bar is not None:
             bar.leave = False  # erase the unfinished bar: the error line is what the user needs to see
@@ -126,10 +133,14 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--size", type=int, default=256, help="internal resolution, short side in pixels")
         p.add_argument("--weights", default=None, help="checkpoint (default: the shipped weights/stcnn.pt)")
 
-    p = sub.add_parser("segment", help="segment a video from its first-frame mask (and later frames' masks)")
+    p = sub.add_parser("segment", help="segment a video from its first-frame mask or boxes (and later masks)")
     p.add_argument("video", help="video file, or a folder of JPEG/PNG frames sorted by name")
-    p.add_argument("mask", help="first-frame mask: binary 0/255 PNG, or palette PNG with object ids 1..N; or a "
-                   "folder of such masks named by frame (00000.png, 00005.png, ...) for objects that appear later")  # fmt: skip
+    p.add_argument("mask", nargs="?", help="first-frame mask: binary 0/255 PNG, or palette PNG with object ids "
+                   "1..N; or a folder of such masks named by frame (00000.png, 00005.png, ...) for objects that "
+                   "appear later, and corrections: a known id drawn again at a later frame")  # fmt: skip
+    p.add_argument("--box", action="append", default=[], metavar="X0,Y0,X1,Y1",
+                   help="instead of a mask: a box around an object in frame 0 (pixels, inclusive); once per "
+                   "object, ids 1..N in the order given")  # fmt: skip
     p.add_argument("-o", "--out", required=True, help="output folder (must not exist, unless --overwrite)")
     p.add_argument("--fps", type=float, default=None, help="frame rate of a frames folder (default 24)")
     p.add_argument("--binarize", action="store_true", help="threshold an RGB or anti-aliased mask at 50%%")

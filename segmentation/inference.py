@@ -98,6 +98,17 @@ class Segmenter:
     def reset(self) -> None:
         self.state = InferenceState()
 
+    def fork(self, n_objects: int) -> Segmenter:
+        """A segmenter with no frame history that knows this one's first n_objects objects (in order) and their
+        matching references: the start of a reverse pass from a correction."""
+        other = Segmenter(self.model, self.device, self.size, self.gate, self.match)
+        other.state.object_ids = self.state.object_ids[:n_objects]
+        if self.state.reference_objects is not None:
+            keep = self.state.reference_objects < n_objects
+            other.state.reference_features = self.state.reference_features[keep]
+            other.state.reference_objects = self.state.reference_objects[keep]
+        return other
+
     def _to_tensor(self, frame: np.ndarray) -> torch.Tensor:
         small = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
         x = torch.from_numpy(small).to(self.device).permute(2, 0, 1)[None].float()
@@ -114,11 +125,21 @@ class Segmenter:
         return torch.stack([(t == i) for i in ids])[:, None].float()
 
     @torch.inference_mode()
-    def step(self, frame: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-        """frame: RGB uint8 (H, W, 3); mask: optional uint8 ids (H, W). Returns uint8 ids (H, W)."""
+    def step(
+        self,
+        frame: np.ndarray,
+        mask: np.ndarray | None = None,
+        *,
+        out_size: tuple[int, int] | None = None,
+        remember: bool = True,
+    ) -> np.ndarray:
+        """frame: RGB uint8 (H, W, 3); mask: optional uint8 ids at the output size. Returns uint8 ids at the
+        output size: the frame's own, or out_size (w, h) for a frame given already at the model's size.
+        remember: keep the given objects' features as matching references (for masks a person made, not for a
+        propagated result handed back in)."""
         state = self.state
         state.frame_index += 1
-        height, width = frame.shape[:2]
+        width, height = out_size or (frame.shape[1], frame.shape[0])
         x = self._to_tensor(frame)
         given = ids_in(mask) if mask is not None else []
         new_ids = [i for i in given if i not in state.object_ids]
@@ -141,7 +162,7 @@ class Segmenter:
             drawn = given_onehot.sum(0, keepdim=True) > 0
             probs = torch.where(drawn, given_onehot, probs * ~drawn)
 
-        if mask is not None and given and self.match:
+        if mask is not None and given and self.match and remember:
             self._remember(x, mask, given)
         labels_small = self._labels(probs)
         state.masks = torch.stack([(labels_small == j + 1) for j in range(k)])[:, None].float()

@@ -208,6 +208,7 @@ class MaskSet:
     binarize: bool = False
     later: dict[int, Path] = field(default_factory=dict)  # frame index -> mask file
     starts: dict[int, int] = field(default_factory=dict)  # object id -> the first frame whose mask holds it
+    ids: dict[int, list[int]] = field(default_factory=dict)  # frame index -> the object ids its mask holds
 
     @property
     def frames(self) -> list[int]:
@@ -295,10 +296,11 @@ def read_masks(
     path = user_path(source, "mask")
     if kind_of(path) != "folder":
         first = read_first_mask(path, size, binarize)
-        return MaskSet(first, size, binarize, starts=dict.fromkeys(ids_in(first), 0))
+        return MaskSet(first, size, binarize, starts=dict.fromkeys(ids_in(first), 0), ids={0: ids_in(first)})
     frames = _frames_of(path, _mask_files(path), frame_count, list(frame_names))
     first = read_first_mask(frames.pop(0), size, binarize)
     starts = dict.fromkeys(ids_in(first), 0)
+    ids = {0: ids_in(first)}
     for index in sorted(frames):
         labels = _read_labels(frames[index], size, binarize)
         if not labels.any():
@@ -306,14 +308,15 @@ def read_masks(
                 f"{frames[index].name}: mask has no object (every pixel is background); a later frame's mask "
                 "adds or redraws the objects painted in it: paint them, or leave the file out"
             )
-        for object_id in ids_in(labels):
+        ids[index] = ids_in(labels)
+        for object_id in ids[index]:
             starts.setdefault(object_id, index)
         if len(starts) > MAX_OBJECTS:
             raise InputError(
                 f"{frames[index].name}: brings the objects to {len(starts)}; at most {MAX_OBJECTS} can be "
                 "tracked in one run"
             )
-    return MaskSet(first, size, binarize, frames, starts)
+    return MaskSet(first, size, binarize, frames, starts, ids)
 
 
 def write_mask(path, labels: np.ndarray) -> None:

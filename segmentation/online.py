@@ -1,6 +1,7 @@
-"""Online training on the first frame: the decoder learns this video's objects before propagation starts.
+"""Online training on the annotated frames: the decoder learns this video's objects before propagation starts.
 
-Training pairs come from frame 0 alone: the objects are cut out, the background is inpainted, and the objects are
+Training pairs come from the frames the user annotated (frame 0, and later frames where objects start or are
+corrected, taking turns in the pool): the objects are cut out, the background is inpainted, and the objects are
 pasted back moved, scaled, rotated, flipped and colour-jittered; the previous-mask input is the new mask, deformed
 as a propagated mask would be. Because the previous mask only enters the decoder, the backbone and temporal
 features of a pool of such images are computed once, and the iterations train the decoder alone on them with a
@@ -20,6 +21,7 @@ import torch
 
 from .data import deform_mask, paint_out
 from .inference import gate_region
+from .masks import ids_in
 from .model import DELTA, STCNN, normalise, segmentation_loss
 
 
@@ -112,47 +114,50 @@ def _crop(t: torch.Tensor, window: tuple[slice, slice], height: int) -> torch.Te
 
 def fine_tune(
     model: STCNN,
-    frame: np.ndarray,
-    labels: np.ndarray,
-    object_ids: list[int],
+    examples: list[tuple[np.ndarray, np.ndarray]],
     device: torch.device,
     budget: OnlineBudget,
     progress: Callable[[int, int], None] | None = None,
     seed: int = 0,
     gate: bool = False,
 ) -> dict:
-    """Fine-tunes the decoder in place on frame 0 (both already at the model's size). Returns what it did.
+    """Fine-tunes the decoder in place on the annotated frames: (frame, labels) pairs, both already at the
+    model's size (frame 0's, and any later frame's where objects start or are corrected). Returns what it did.
 
     gate: inference will keep predictions near the previous mask (always so with several objects), so the loss only
     counts pixels there. Without it, with two objects in every training image and the target told apart only by
-    the previous mask, the decoder could not separate them and learnt to be unsure on both: two crossing synthetic
-    objects fell to IoU 0.46 / 0.58 after online training, against 0.96 / 0.97 with the gated loss."""
+    the previous mask, the decoder could not separate them and learnt to be unsure on both."""
     started = time.perf_counter()
-    if budget.iterations <= 0 or not object_ids:
+    examples = [(frame, labels) for frame, labels in examples if labels.any()]
+    if budget.iterations <= 0 or not examples:
         return {"iterations": 0, "seconds": 0.0}
     torch.manual_seed(seed)
-    maker = PairMaker(frame, labels, object_ids, seed)
+    makers = [
+        PairMaker(frame, labels, ids_in(labels), seed + i) for i, (frame, labels) in enumerate(examples)
+    ]
     model.eval()  # every BatchNorm keeps the statistics learnt offline: one frame is too few to re-estimate them
-    still = normalise(torch.from_numpy(frame).to(device).permute(2, 0, 1)[None].float())
-    previous = still.repeat(1, DELTA, 1, 1)  # the object moved from where frame 0 shows it
 
-    pool_features, pool_temporal, pool_labels = [], [], []
+    pool_features, pool_temporal, pool_labels, pool_ids = [], [], [], []
     with torch.no_grad():
-        temporal = model.temporal(previous)[1]
-        for _ in range(POOL):
-            image, pair_labels = maker.make()
+        temporal = []
+        for frame, _ in examples:  # each object moved from where its frame shows it
+            still = normalise(torch.from_numpy(frame).to(device).permute(2, 0, 1)[None].float())
+            temporal.append(model.temporal(still.repeat(1, DELTA, 1, 1))[1])
+        for n in range(POOL):
+            source = n % len(makers)  # the annotated frames take turns
+            image, pair_labels = makers[source].make()
             x = normalise(torch.from_numpy(image).to(device).permute(2, 0, 1)[None])
             pool_features.append(model.backbone(x))
-            pool_temporal.append(temporal)
+            pool_temporal.append(temporal[source])
             pool_labels.append(pair_labels)
+            pool_ids.append(makers[source].ids)
             if progress:  # lets the caller cancel while the pool is built, before the first iteration
                 progress(0, budget.iterations)
             if time.perf_counter() - started > budget.seconds / 3:
                 break  # a slow machine trains on fewer images rather than overrunning the budget
-    height, short_side = frame.shape[0], min(frame.shape[:2])
+    height, short_side = examples[0][0].shape[0], min(examples[0][0].shape[:2])
     # The margin holds the gate's reach (1/16 of the short side) and how far a deformed previous mask strays.
     windows = crop_windows(pool_labels, short_side // 6) if gate else None
-    # car-turn's car (a tenth of the frame): 229 iterations in 20 s against 102 on the whole frame.
     if windows:
         for i, window in enumerate(windows):
             pool_features[i] = [_crop(f, window, height) for f in pool_features[i]]
@@ -169,10 +174,10 @@ def fine_tune(
         temporal = [torch.cat(level) for level in zip(*(pool_temporal[i] for i in picks))]
         masks, previous_masks = [], []
         for i in picks:
-            obj = object_ids[rng.integers(len(object_ids))]
+            obj = pool_ids[i][rng.integers(len(pool_ids[i]))]
             target = (pool_labels[i] == obj).astype(np.uint8)
             masks.append(target)
-            previous_masks.append(deform_mask(target, maker.rng))
+            previous_masks.append(deform_mask(target, makers[0].rng))
         mask = torch.from_numpy(np.stack(masks)[:, None].astype(np.float32)).to(device)
         previous_mask = torch.from_numpy(np.stack(previous_masks)[:, None].astype(np.float32)).to(device)
         region = gate_region(previous_mask, short_side) if gate else None  # as inference, whatever the crop
@@ -190,6 +195,7 @@ def fine_tune(
     return {
         "iterations": done,
         "pool": len(pool_labels),
+        "frames": len(examples),
         "crop": list(pool_labels[0].shape) if windows else None,
         "seconds": time.perf_counter() - started,
         "loss": loss_value,

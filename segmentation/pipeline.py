@@ -8,6 +8,7 @@ beside OUT and renamed at the end, so OUT appears whole or not at all.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import numbers
@@ -16,7 +17,7 @@ import platform
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -25,12 +26,14 @@ import numpy as np
 import torch
 
 from . import __version__
+from .annotations import Annotations, backward_spans
 from .errors import Cancelled, InputError, OutputError, SegmentationError
 from .inference import Segmenter, gated, model_size
-from .masks import MaskSet, read_masks, write_mask
+from .masks import read_mask, read_masks, write_mask
 from .model import ABLATIONS
-from .online import budget_for, fine_tune
+from .online import POOL, budget_for, fine_tune
 from .paths import kind_of, user_path
+from .prompts import Box, mask_from_boxes
 from .render import overlay
 from .runtime import pick_device, tune_allocator
 from .trajectory import frame_rows, object_stats, read_csv, write_csv
@@ -182,29 +185,34 @@ def _device_name(device: torch.device) -> str:
 
 def segment(
     video: str | os.PathLike,
-    masks: str | os.PathLike,
+    masks: str | os.PathLike | None,
     out_dir: str | os.PathLike,
     options: SegmentOptions | None = None,
     progress: Callable[[Progress], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    boxes: Sequence[Box] = (),
 ) -> dict:
     """Segments every frame of `video` from the objects in `masks`: frame 0's mask PNG, or a folder of mask PNGs
-    named by frame (00000.png, 00005.png, ...; see masks.read_masks) for objects that appear later. Returns the
-    summary (also in OUT/summary.json). Raises InputError, WeightsError or Cancelled with a one-line message."""
+    named by frame (00000.png, 00005.png, ...; see masks.read_masks) for objects that appear later, and/or `boxes`
+    (prompts.Box: one per object and frame, made into masks by the model). A known object given again at a later
+    frame is a correction, which reaches backward too (annotations.py). Returns the summary (also in
+    OUT/summary.json). Raises InputError, WeightsError or Cancelled with a one-line message."""
     options = _as_options(options)
     tune_allocator()  # process-wide and idempotent: every entry point (CLI, dashboard job, Celery) gets it
     _check_options(options)
-    video, mask_source = user_path(video, "video"), user_path(masks, "mask")
-    out_dir = _check_out_dir(out_dir, options.overwrite, (video, mask_source))
+    video = user_path(video, "video")
+    mask_source = user_path(masks, "mask") if masks is not None else None
+    out_dir = _check_out_dir(out_dir, options.overwrite, (video, mask_source) if mask_source else (video,))
     report = progress or (lambda p: None)
     started = time.perf_counter()
 
     report(Progress("decode", 0, 1))
     info = probe(video, fps=options.fps)
-    given = read_masks(
+    given = None if mask_source is None else read_masks(
         mask_source, (info.width, info.height), info.frame_count, info.frame_names if info.is_folder else (),
         options.binarize,
     )  # fmt: skip
+    given = Annotations.of(given, list(boxes), (info.width, info.height), info.frame_count)
     device = pick_device(options.device)
     short_side = options.short_side
     retries: list[dict] = []
@@ -243,7 +251,7 @@ def segment(
 def _segment_once(
     video: Path,
     info,
-    masks: MaskSet,
+    annotations: Annotations,
     out_dir: Path,
     options: SegmentOptions,
     device: torch.device,
@@ -255,103 +263,116 @@ def _segment_once(
 ) -> dict:
     """One attempt: loads the model on `device`, runs at `short_side` and publishes OUT."""
     timings = {"decode": 0.0, "online_training": 0.0, "propagation": 0.0, "write_masks": 0.0, "render": 0.0}
-    object_ids = masks.object_ids
     model, weights_meta = load_model(options.weights, device)
     model.ablate = frozenset(options.ablate)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
     size = model_size(info.width, info.height, short_side)
     shown = overlay_size(info.width, info.height)
+    spans = backward_spans(annotations.ids)
+
+    def check_cancel() -> None:
+        if cancel and cancel():
+            raise Cancelled("run cancelled")
 
     tmp = _hidden(out_dir, "partial")
     try:
         (tmp / "masks").mkdir(parents=True)
-        frames = iter_frames(video, fps=options.fps)
-        t = time.perf_counter()
-        first = next(frames, None)
-        timings["decode"] += time.perf_counter() - t
-        if first is None:
-            raise InputError(f"no frames could be decoded from {video}")
+        # Boxes made into masks, the annotated frames for online training and the frames reverse passes need,
+        # all before the model is fine-tuned.
+        examples, cached = _read_annotated(video, info, annotations, spans, model, device, size, options, report,
+                                           check_cancel, timings)  # fmt: skip
+        object_ids = annotations.object_ids
 
-        # Online training on frame 0's objects, at the model's size (later masks are only propagated).
         budget = budget_for(options.preset, device, options.online_seconds)
         t = time.perf_counter()
-        small_frame = cv2.resize(first, size, interpolation=cv2.INTER_AREA)
-        small_labels = cv2.resize(masks.first, size, interpolation=cv2.INTER_NEAREST)
-
         if fault_hook:
             fault_hook("online training")
 
         def online_progress(done: int, total: int) -> None:
             elapsed = time.perf_counter() - t
             report(Progress("online training", done, total, max(0.0, budget.seconds - elapsed)))
-            if cancel and cancel():
-                raise Cancelled("run cancelled")
+            check_cancel()
 
         report(Progress("online training", 0, budget.iterations, budget.seconds))
-        gate = gated(options.gate, len(masks.first_ids))  # the loss counts what inference will keep
-        online = fine_tune(
-            model, small_frame, small_labels, masks.first_ids, device, budget, online_progress, gate=gate
-        )
-        online["objects"] = masks.first_ids
+        gate = gated(options.gate, len(object_ids))  # the loss counts what inference will keep
+        online = fine_tune(model, examples, device, budget, online_progress, gate=gate)
+        online["objects"] = object_ids
+        online["annotated_frames"] = [frame for frame, _ in _example_frames(annotations)]
         timings["online_training"] = time.perf_counter() - t
 
+        def mask_path(index: int) -> Path:
+            names = info.frame_names
+            name = names[index] if info.is_folder and index < len(names) else f"{index:05d}"
+            return tmp / "masks" / f"{name}.png"
+
         segmenter = Segmenter(model, device, size, gate=options.gate, match=options.match)
-        total = max(info.frame_count, 1)
+        reverse_frames = sum(span.frame - 1 - span.stop for span in spans)
+        total = max(info.frame_count, 1) + reverse_frames
         rows: list[dict] = []
-        names = info.frame_names
         count = 0
         last_preview = 0.0
         propagation_started = time.perf_counter()
-        with VideoWriter(tmp / "overlay.mp4", *shown, info.fps) as writer:
-            frame = first
+        # Without corrections the overlay is drawn as the masks come; with them, after the reverse passes.
+        with (
+            VideoWriter(tmp / "overlay.mp4", *shown, info.fps)
+            if not spans
+            else contextlib.nullcontext() as writer
+        ):
+            frames = iter_frames(video, fps=options.fps)
+            t = time.perf_counter()
+            frame = next(frames, None)
+            timings["decode"] += time.perf_counter() - t
+            if frame is None:
+                raise InputError(f"no frames could be decoded from {video}")
             while frame is not None:
-                if cancel and cancel():
-                    raise Cancelled("run cancelled")
+                check_cancel()
                 if fault_hook:
                     fault_hook("propagation")
                 t = time.perf_counter()
-                labels = segmenter.step(frame, masks.at(count))
+                labels = segmenter.step(frame, annotations.at(count))
                 timings["propagation"] += time.perf_counter() - t
 
                 t = time.perf_counter()
-                name = names[count] if info.is_folder and count < len(names) else f"{count:05d}"
-                write_mask(tmp / "masks" / f"{name}.png", labels)
+                write_mask(mask_path(count), labels)
                 timings["write_masks"] += time.perf_counter() - t
 
+                now = time.perf_counter()
+                preview_due = now - last_preview > 1.0 or count == 0
                 t = time.perf_counter()
-                if shown == (info.width, info.height):
-                    drawn = overlay(frame, labels)
-                else:
-                    drawn = overlay(
-                        cv2.resize(frame, shown, interpolation=cv2.INTER_AREA),
-                        cv2.resize(labels, shown, interpolation=cv2.INTER_NEAREST),
-                    )
-                writer.write(drawn)
-                rows.extend(frame_rows(count, count / info.fps, labels, object_ids))
+                drawn = _draw(frame, labels, shown) if writer is not None or preview_due else None
+                if writer is not None:
+                    writer.write(drawn)
+                    rows.extend(frame_rows(count, count / info.fps, labels, object_ids))
                 timings["render"] += time.perf_counter() - t
 
                 count += 1
-                total = max(total, count)
-                now = time.perf_counter()
+                total = max(total, count + reverse_frames)
                 rate = count / max(now - propagation_started, 1e-6)
-                preview = drawn if now - last_preview > 1.0 or count == 1 else None
-                if preview is not None:
+                if preview_due:
                     last_preview = now
-                report(Progress("propagation", count, total, (total - count) / rate, preview))
+                report(
+                    Progress(
+                        "propagation", count, total, (total - count) / rate, drawn if preview_due else None
+                    )
+                )
 
                 t = time.perf_counter()
                 frame = next(frames, None)
                 timings["decode"] += time.perf_counter() - t
-            report(Progress("encode", count, count))
-            t = time.perf_counter()
-        timings["render"] += time.perf_counter() - t  # closing the writer flushes the encoder
-        unused = [i for i in masks.later if i >= count]  # a container's frame count can be an estimate
-        if unused:
-            raise InputError(
-                f"{masks.later[min(unused)].name}: names frame {min(unused)}, but the video has only {count} "
-                f"frame(s) (0 to {count - 1})"
-            )
+            if writer is not None:
+                report(Progress("encode", count, count))
+                t = time.perf_counter()
+        if writer is not None:
+            timings["render"] += time.perf_counter() - t  # closing the writer flushes the encoder
+
+        done = count
+        for span in spans:
+            done = _reverse_pass(span, segmenter, annotations, cached, mask_path, (info.width, info.height),
+                                 timings, check_cancel, lambda n: report(Progress("propagation", n, total)), done)  # fmt: skip
+        if spans:
+            rows = _render(video, options, info, shown, count, mask_path, object_ids, tmp, timings, report)
+        cached.clear()
 
         write_csv(rows, tmp / "trajectory.csv")
         timings["total"] = time.perf_counter() - started
@@ -367,12 +388,19 @@ def _segment_once(
                 "rotation": info.rotation,
             },
             "objects": object_ids,
-            # Frames the user gave a mask for, and the frame where each object id's mask first appears.
-            "mask_frames": masks.frames,
-            "object_start_frames": {str(k): v for k, v in sorted(masks.starts.items())},
+            # Frames the user gave a mask or boxes for, and the frame where each object id first appears.
+            "mask_frames": annotations.frames,
+            "object_start_frames": {str(k): v for k, v in sorted(annotations.starts.items())},
+            "boxes": [asdict(box) for box in annotations.boxes],
+            # Corrections: each reverse pass, and per object the last frame that kept the forward result.
+            "corrections": [
+                {"frame": span.frame, "objects": {str(k): v for k, v in span.midpoints.items()}}
+                for span in spans
+            ],
             "model": {
                 "name": "STCNN (EfficientNet-Lite0)",
-                "weights": str(Path(options.weights) if options.weights else weights_path()),
+                # The file's name only: a served summary names no server path.
+                "weights": (Path(options.weights) if options.weights else weights_path()).name,
                 "weights_meta": {
                     k: weights_meta.get(k) for k in ("version", "trained", "stage", "iteration")
                 },
@@ -382,10 +410,13 @@ def _segment_once(
             # Earlier attempts that ran out of GPU memory, each with the device and size it had.
             "retries": retries,
             "device": _device_name(device),
-            "options": asdict(options),
+            "options": {
+                **asdict(options),
+                "weights": Path(options.weights).name if options.weights else None,
+            },
             "online_training": online,
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
-            "propagation_fps": round(count / max(timings["propagation"], 1e-6), 2),
+            "propagation_fps": round((count + reverse_frames) / max(timings["propagation"], 1e-6), 2),
             "object_stats": {
                 str(k): v for k, v in object_stats(read_csv(tmp / "trajectory.csv"), info.fps).items()
             },
@@ -400,6 +431,112 @@ def _segment_once(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return summary
+
+
+def _draw(frame: np.ndarray, labels: np.ndarray, shown: tuple[int, int]) -> np.ndarray:
+    """The overlay frame at the overlay's size."""
+    if shown == (frame.shape[1], frame.shape[0]):
+        return overlay(frame, labels)
+    return overlay(
+        cv2.resize(frame, shown, interpolation=cv2.INTER_AREA),
+        cv2.resize(labels, shown, interpolation=cv2.INTER_NEAREST),
+    )
+
+
+def _example_frames(annotations: Annotations) -> list[tuple[int, list[int]]]:
+    """The annotated frames online training learns from: all of them, or POOL spread evenly over them."""
+    frames = annotations.frames
+    if len(frames) > POOL:
+        frames = [frames[round(i * (len(frames) - 1) / (POOL - 1))] for i in range(POOL)]
+    return [(frame, annotations.ids[frame]) for frame in frames]
+
+
+def _read_annotated(
+    video, info, annotations, spans, model, device, size, options, report, check_cancel, timings
+):
+    """Decodes up to the last annotated frame: makes the boxes into masks on their frames, and returns the
+    (frame, labels) examples for online training at the model's size and {frame: model-size frame} for the
+    reverse passes."""
+    wanted = {frame for frame, _ in _example_frames(annotations)}
+    reverse = {t for span in spans for t in range(span.stop + 1, span.frame + 1)}
+    last = annotations.frames[-1]
+    examples, cached = [], {}
+    t = time.perf_counter()
+    frames = iter_frames(video, fps=options.fps)
+    index = -1
+    try:
+        for index, frame in enumerate(frames):
+            if index in annotations.frames:
+                if annotations.boxes_at(index):
+                    annotations.resolve(
+                        index, mask_from_boxes(model, device, frame, annotations.boxes_at(index), size)
+                    )
+                if index in wanted:
+                    labels = annotations.at(index)
+                    examples.append((cv2.resize(frame, size, interpolation=cv2.INTER_AREA),
+                                     cv2.resize(labels, size, interpolation=cv2.INTER_NEAREST)))  # fmt: skip
+            if index in reverse:
+                cached[index] = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+            if last:
+                report(Progress("decode", index + 1, last + 1))
+                check_cancel()
+            if index >= last:
+                break
+        else:
+            if index < 0:
+                raise InputError(f"no frames could be decoded from {video}")
+            if index < last:
+                late = [box for box in annotations.boxes if box.frame > index]
+                what = f"box for object {late[0].object_id}" if late else annotations.masks.later[last].name
+                raise InputError(
+                    f"{what}: names frame {last}, but the video has only {index + 1} frame(s) (0 to {index})"
+                )
+    finally:
+        getattr(frames, "close", lambda: None)()
+        timings["decode"] += time.perf_counter() - t
+    return examples, cached
+
+
+def _reverse_pass(
+    span, forward, annotations, cached, mask_path, out_size, timings, check_cancel, report, done
+):
+    """Segments the frames before a correction again, from it backwards; each keeps the nearer annotation's
+    result for the corrected objects. Returns the propagation frames done so far."""
+    starts = annotations.starts
+    known = sum(1 for o in forward.state.object_ids if starts[o] <= span.frame)
+    backward = forward.fork(known)
+    start = read_mask(mask_path(span.frame))  # the correction with the other objects as propagated there
+    backward.step(cached[span.frame], start, out_size=out_size, remember=False)
+    for index in range(span.frame - 1, span.stop, -1):
+        check_cancel()
+        t = time.perf_counter()
+        labels = backward.step(cached[index], out_size=out_size)
+        timings["propagation"] += time.perf_counter() - t
+        t = time.perf_counter()
+        merged = read_mask(mask_path(index))
+        for object_id, midpoint in span.midpoints.items():
+            if index > midpoint:
+                merged[merged == object_id] = 0
+                merged[labels == object_id] = object_id
+        write_mask(mask_path(index), merged)
+        timings["write_masks"] += time.perf_counter() - t
+        done += 1
+        report(done)
+    return done
+
+
+def _render(video, options, info, shown, count, mask_path, object_ids, tmp, timings, report) -> list[dict]:
+    """The overlay video and trajectory rows from the final masks (after corrections changed earlier frames)."""
+    rows: list[dict] = []
+    t = time.perf_counter()
+    with VideoWriter(tmp / "overlay.mp4", *shown, info.fps) as writer:
+        for index, frame in zip(range(count), iter_frames(video, fps=options.fps)):
+            labels = read_mask(mask_path(index))
+            writer.write(_draw(frame, labels, shown))
+            rows.extend(frame_rows(index, index / info.fps, labels, object_ids))
+            report(Progress("encode", index + 1, count))
+    timings["render"] += time.perf_counter() - t
+    return rows
 
 
 def _publish(tmp: Path, out_dir: Path) -> None:

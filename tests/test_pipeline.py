@@ -101,7 +101,7 @@ def test_an_object_that_appears_later_is_tracked_from_its_mask_on(tmp_path):
     summary = segment(clip.video, clip.masks_dir, out, SegmentOptions(online_seconds=0))
     assert summary["objects"] == [1, 2] and summary["mask_frames"] == [0, 5]
     assert summary["object_start_frames"] == {"1": 0, "2": 5}
-    assert summary["online_training"]["objects"] == [1]  # online training stays on frame 0's mask
+    assert summary["online_training"]["objects"] == [1, 2]  # online training learns every annotated frame
     predicted = [read_mask(out / "masks" / f"{t:05d}.png") for t in range(12)]
     truth = [read_mask(clip.gt_dir / f"{t:05d}.png") for t in range(12)]
     assert not any((p == 2).any() for p in predicted[:5])  # not before its mask

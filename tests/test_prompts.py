@@ -1,0 +1,168 @@
+"""Prompts and corrections in the engine: boxes instead of a mask, and a correction that reaches backward."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from segmentation.annotations import backward_spans
+from segmentation.errors import InputError
+from segmentation.evaluate import jaccard
+from segmentation.masks import read_mask, write_mask
+from segmentation.pipeline import SegmentOptions, segment
+from segmentation.prompts import Box
+from segmentation.synthetic import make_clip
+
+# Without online training the engine is deterministic, whatever else the machine is doing.
+STILL = SegmentOptions(online_seconds=0)
+
+
+def box_of(labels: np.ndarray, object_id: int) -> Box:
+    ys, xs = np.nonzero(labels == object_id)
+    return Box(int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()), object_id=object_id)
+
+
+def frames_iou(out, truth_dir, object_id, frames, truth_id=None) -> float:
+    return float(
+        np.mean(
+            [
+                jaccard(
+                    read_mask(out / "masks" / f"{t:05d}.png") == object_id,
+                    read_mask(truth_dir / f"{t:05d}.png") == (truth_id or object_id),
+                )
+                for t in frames
+            ]
+        )
+    )
+
+
+def test_boxes_alone_track_each_object(tmp_path):
+    clip = make_clip(tmp_path / "clip", n_frames=12, size=(192, 128), n_objects=2, seed=2)
+    first = read_mask(clip.mask)
+    boxes = [box_of(first, 1), box_of(first, 2)]
+    summary = segment(clip.video, None, tmp_path / "out", SegmentOptions(online_seconds=2), boxes=boxes)
+    assert summary["objects"] == [1, 2] and [b["object_id"] for b in summary["boxes"]] == [1, 2]
+    for object_id in (1, 2):
+        assert frames_iou(tmp_path / "out", clip.gt_dir, object_id, range(12)) >= 0.8
+    # The mask the boxes made stays inside them.
+    made = read_mask(tmp_path / "out" / "masks" / "00000.png")
+    for box in boxes:
+        ys, xs = np.nonzero(made == box.object_id)
+        assert xs.min() >= box.x0 and xs.max() <= box.x1 and ys.min() >= box.y0 and ys.max() <= box.y1
+
+
+def test_cli_takes_boxes(tmp_path):
+    clip = make_clip(tmp_path / "clip", n_frames=6, size=(160, 96), n_objects=2, seed=4)
+    first = read_mask(clip.mask)
+    boxes = [box_of(first, i) for i in (1, 2)]
+    args = [sys.executable, "-m", "segmentation.cli", "segment", str(clip.video), "-o", str(tmp_path / "out"),
+            "--online-seconds", "0"]  # fmt: skip
+    for b in boxes:
+        args += ["--box", f"{b.x0},{b.y0},{b.x1},{b.y1}"]
+    done = subprocess.run(args, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["objects"] == [1, 2]
+    assert frames_iou(tmp_path / "out", clip.gt_dir, 1, range(6)) >= 0.7
+
+
+def test_a_correction_fixes_the_frames_before_it(tmp_path):
+    # Frame 0 calls one shape object 1; frame 12's correction says object 1 is the other shape (as when the model
+    # had followed a look-alike). The frames nearer the correction than frame 0 (7-11) must follow it, the
+    # earlier ones frame 0. The two shapes stay apart in this clip, so either is easy to track on its own.
+    clip = make_clip(tmp_path / "clip", n_frames=16, size=(192, 128), n_objects=2, seed=0)
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    write_mask(masks / "00000.png", (read_mask(clip.gt_dir / "00000.png") == 1).astype(np.uint8))
+    write_mask(masks / "00012.png", (read_mask(clip.gt_dir / "00012.png") == 2).astype(np.uint8))
+    out = tmp_path / "out"
+    summary = segment(clip.video, masks, out, STILL)
+    assert summary["corrections"] == [{"frame": 12, "objects": {"1": 6}}]
+    assert frames_iou(out, clip.gt_dir, 1, range(0, 7), truth_id=1) >= 0.8
+    assert frames_iou(out, clip.gt_dir, 1, range(7, 12), truth_id=2) >= 0.8
+    assert frames_iou(out, clip.gt_dir, 1, range(12, 16), truth_id=2) >= 0.8
+    # The overlay and the trajectory follow the corrected masks.
+    from segmentation.trajectory import read_csv
+
+    rows = read_csv(out / "trajectory.csv")
+    assert list(rows["frame"]) == list(range(16))
+    centroid_x = rows.set_index("frame")["x"]
+    truth = clip.centroids
+    assert abs(centroid_x[9] - truth[2][9][0]) < 6 and abs(centroid_x[3] - truth[1][3][0]) < 6
+
+
+def test_online_training_learns_every_annotated_frame(tmp_path):
+    clip = make_clip(tmp_path / "clip", n_frames=10, size=(160, 96), n_objects=2, seed=11, appear_at={2: 5})
+    summary = segment(clip.video, clip.masks_dir, tmp_path / "out", SegmentOptions(online_seconds=3))
+    assert summary["online_training"]["annotated_frames"] == [0, 5]
+    assert summary["online_training"]["frames"] == 2
+    assert summary["online_training"]["objects"] == [1, 2]
+
+
+def test_backward_spans_reach_back_to_each_objects_previous_annotation():
+    # Object 1 at 0, 10 and 20; object 2 from 4 (new: nothing backward), redrawn at 20.
+    spans = backward_spans({0: [1], 4: [2], 10: [1], 20: [1, 2]})
+    assert [(s.frame, s.midpoints) for s in spans] == [(10, {1: 5}), (20, {1: 15, 2: 12})]
+    assert spans[1].stop == 12
+    assert backward_spans({0: [1], 1: [1]}) == []  # adjacent frames: nothing in between
+
+
+def _two_object_clip(tmp_path):
+    return make_clip(tmp_path / "clip", n_frames=6, size=(160, 96), n_objects=2, seed=4)
+
+
+@pytest.mark.parametrize(
+    "boxes, message",
+    [
+        ([Box(-1, 0, 20, 20)], "outside the 160x96 frame"),
+        ([Box(10, 10, 170, 20)], "outside the 160x96 frame"),
+        ([Box(10, 10, 10, 40)], "has no area"),
+        ([Box(30, 30, 10, 10)], "right of and below"),
+        ([Box(10, 10, 40, 40), Box(50, 10, 60, 40, frame=6)], "frames 0 to 5"),
+        ([Box(10, 10, 40, 40, object_id=1), Box(12, 12, 30, 30, object_id=1)], "two boxes for object 1"),
+        ([Box(10, 10, 40, 40, frame=2)], "frame 0 needs a mask or a box"),
+    ],
+)
+def test_bad_boxes_are_one_line_and_write_nothing(tmp_path, boxes, message):
+    clip = _two_object_clip(tmp_path)
+    with pytest.raises(InputError, match=message):
+        segment(clip.video, None, tmp_path / "out", STILL, boxes=boxes)
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--box", "1,2,3"], "give it as X0,Y0,X1,Y1"),
+        (["--box", "1,2,a,4"], "give it as X0,Y0,X1,Y1"),
+        (["MASK", "--box", "0,0,10,10"], "either as a mask or as --box, not both"),
+        ([], "give the objects to track"),
+    ],
+)
+def test_cli_bad_boxes(tmp_path, extra, message):
+    clip = _two_object_clip(tmp_path)
+    extra = [str(clip.mask) if a == "MASK" else a for a in extra]
+    done = subprocess.run(
+        [sys.executable, "-m", "segmentation.cli", "segment", str(clip.video), *extra, "-o", str(tmp_path / "out")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_correction_past_the_last_frame_or_unreadable_is_refused(tmp_path):
+    clip = _two_object_clip(tmp_path)
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    shutil.copy(clip.mask, masks / "00000.png")
+    shutil.copy(clip.mask, masks / "00009.png")
+    with pytest.raises(InputError, match="names frame 9, but the video has 6 frame"):
+        segment(clip.video, masks, tmp_path / "out", STILL)
+    assert not (tmp_path / "out").exists()
