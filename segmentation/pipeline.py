@@ -93,7 +93,8 @@ def _number(value, integral: bool = False) -> bool:
     return isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _check_options(options: SegmentOptions) -> None:
+def check_options(options: SegmentOptions) -> None:
+    """The one check of the options (the dashboard runs it too, at submission): InputError for the first bad one."""
     from .online import PRESETS
 
     if not isinstance(options.preset, str) or options.preset not in PRESETS:
@@ -193,7 +194,7 @@ def segment(
     summary (also in OUT/summary.json). Raises InputError, WeightsError or Cancelled with a one-line message."""
     options = _as_options(options)
     tune_allocator()  # process-wide and idempotent: every entry point (CLI, dashboard job, Celery) gets it
-    _check_options(options)
+    check_options(options)
     video, mask_source = user_path(video, "video"), user_path(masks, "mask")
     out_dir = _check_out_dir(out_dir, options.overwrite, (video, mask_source))
     report = progress or (lambda p: None)
@@ -372,7 +373,8 @@ def _segment_once(
             "object_start_frames": {str(k): v for k, v in sorted(masks.starts.items())},
             "model": {
                 "name": "STCNN (EfficientNet-Lite0)",
-                "weights": str(Path(options.weights) if options.weights else weights_path()),
+                # The file's name only: summary.json is served and downloaded, so it names no server path.
+                "weights": Path(options.weights or weights_path()).name,
                 "weights_meta": {
                     k: weights_meta.get(k) for k in ("version", "trained", "stage", "iteration")
                 },
@@ -382,7 +384,7 @@ def _segment_once(
             # Earlier attempts that ran out of GPU memory, each with the device and size it had.
             "retries": retries,
             "device": _device_name(device),
-            "options": asdict(options),
+            "options": {**asdict(options), "weights": options.weights and Path(options.weights).name},
             "online_training": online,
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
             "propagation_fps": round(count / max(timings["propagation"], 1e-6), 2),
