@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import socket
 import tempfile
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from flask import Blueprint, Request, current_app, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 
 from dashboard.context import ctx
+from dashboard.forms import FormParser, FormTooLarge
 from dashboard.runs import (
     FILE_KINDS,
     BadRequest,
@@ -48,6 +50,8 @@ class StreamingRequest(Request):
     remove_parts() (after each request) deletes whatever was not moved into a run, even when parsing
     stopped half way (size limit, client gone)."""
 
+    form_data_parser_class = FormParser  # limits that say which was broken
+
     def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
         folder = current_app.extensions["stcnn"].storage.uploads_root
         stream = tempfile.NamedTemporaryFile("wb+", dir=folder, prefix="form-", suffix=".part", delete=False)
@@ -73,6 +77,8 @@ def _os_error(exc: OSError):
 
 @api.errorhandler(HTTPException)
 def _http_error(exc: HTTPException):
+    if isinstance(exc, FormTooLarge):
+        return _error(413, exc.description)
     if exc.code == 413:
         limit = ctx().settings.max_upload_mb
         return _error(413, f"The upload is larger than the limit of {limit} MB (STCNN_MAX_UPLOAD_MB).")
@@ -89,6 +95,60 @@ def _outside_routes(exc: HTTPException):
 
 
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+_BODY_METHODS = ("POST", "PUT", "PATCH")
+
+
+def _allowed_methods(path: str) -> list[str]:
+    """The methods the API's own routes take at this path (the catch-all below matches every method)."""
+    adapter = current_app.url_map.bind("localhost")
+    allowed = []
+    for method in _METHODS:
+        try:
+            endpoint, _ = adapter.match(path, method=method)
+        except HTTPException:
+            continue
+        if endpoint != "api.no_such_endpoint":
+            allowed.append(method)
+    return allowed
+
+
+@api.before_request
+def _options():
+    # Flask's automatic OPTIONS answer lists the methods of every rule matching the path, the catch-all's too.
+    if request.method != "OPTIONS":
+        return None
+    allowed = _allowed_methods(request.path)
+    if not allowed:
+        return _error(404, "No such API endpoint or run.")
+    answer = current_app.response_class(status=200)
+    answer.headers["Allow"] = ", ".join([*allowed, *(["HEAD"] if "GET" in allowed else []), "OPTIONS"])
+    return answer
+
+
+def _half_close_after(body, sock):
+    """The response body, then the socket's sending side shut: the client sees the end at once, while the
+    server may still read (and drop) the unread request body, for a few seconds at most."""
+    yield from body
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(2)
+    except OSError:  # the client is gone already
+        pass
+
+
+@api.after_request
+def _close_after_an_error(response):
+    """A refused request's body may be unread (a bad multipart form, a 413 half way): end the connection after
+    the answer, rather than leave a server thread waiting for a rest that may never come (werkzeug's dev server
+    drains it before closing; gunicorn, which drops an app's Connection header, reads it before a next request
+    on the same connection)."""
+    if response.status_code >= 400 and request.method in _BODY_METHODS:
+        if "werkzeug.socket" not in request.environ:  # (werkzeug's dev server says so on every answer)
+            response.headers["Connection"] = "close"
+        sock = request.environ.get("werkzeug.socket") or request.environ.get("gunicorn.socket")
+        if isinstance(sock, socket.socket) and not response.is_streamed:
+            response.response = _half_close_after(response.response, sock)
+    return response
 
 
 @api.route("/", methods=_METHODS, defaults={"rest": ""})
@@ -96,15 +156,7 @@ _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 def no_such_endpoint(rest: str):
     """Any other /api URL (e.g. GET on a POST-only route, or a trailing slash) is JSON, not the Dash page that
     the app's catch-all route would otherwise serve for it with a 200."""
-    adapter = current_app.url_map.bind("localhost")
-    allowed = []
-    for method in _METHODS:
-        try:
-            endpoint, _ = adapter.match(request.path, method=method)
-        except HTTPException:
-            continue
-        if endpoint != "api.no_such_endpoint":
-            allowed.append(method)
+    allowed = _allowed_methods(request.path)
     if allowed:
         answer, status = _error(405, f"Use {' or '.join(allowed)} for this URL.")
         answer.headers["Allow"] = ", ".join(allowed)
@@ -145,6 +197,9 @@ def create_run():
     storage, settings = ctx().storage, ctx().settings
     files, form = request.files, request.form
     # (the files are removed after the request unless moved into the run: StreamingRequest.remove_parts)
+    as_text = [key for key in FILE_FIELDS if key in form]
+    if as_text:
+        raise BadRequest(f"'{as_text[0]}' must be a file upload.")
     if "video" not in files or ("mask" not in files and "masks" not in files):
         raise BadRequest(
             "Send the video as 'video' and the first-frame mask PNG as 'mask' (multipart); masks for later "
@@ -202,6 +257,11 @@ def get_file(run_id: str, kind: str):
     if path is None:
         return _error(404, f"This run has no {kind} file (status: {run['status']}).")
     _, mimetype, suffix = FILE_KINDS[kind]
+    ranges = request.range
+    if "Range" in request.headers and (ranges is None or ranges.units != "bytes" or len(ranges.ranges) != 1):
+        # Several ranges, another unit or a malformed header: answer with the whole file, as servers do
+        # (werkzeug would refuse with a 416); one bytes range is served as asked.
+        request.environ.pop("HTTP_RANGE")
     inline = kind in ("overlay", "preview", "thumbnail", "check") and "download" not in request.args
     safe_name = "".join(c if c.isalnum() or c in "-_" else "_" for c in run["name"])[:60] or "run"
     response = send_file(
@@ -257,6 +317,8 @@ def append_upload(token: str):
 
     try:
         size = storage.append_upload(token, offset, chunks(), settings.max_upload_bytes)
+    except RunNotFound:
+        return _error(404, "No upload with that token.")
     except OverflowError:
         storage.discard_upload(token)
         return _error(413, f"The file is larger than the limit of {settings.max_upload_mb} MB.")

@@ -18,6 +18,7 @@ from dashboard import auth, demo, pages
 from dashboard.api import StreamingRequest, api
 from dashboard.config import load_settings
 from dashboard.context import AppContext
+from dashboard.forms import MAX_FIELD_BYTES, MAX_FORM_PARTS
 from dashboard.runner import make_runner
 from dashboard.storage import Storage
 
@@ -84,6 +85,8 @@ def create_app(storage_root=None, *, start_runner: bool = True, seed_demo: bool 
 
     # Chunked uploads send a few MB per request; a one-shot multipart POST to /api/runs may be the whole video.
     server.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + 16 * 1024 * 1024
+    server.config["MAX_FORM_MEMORY_SIZE"] = MAX_FIELD_BYTES
+    server.config["MAX_FORM_PARTS"] = MAX_FORM_PARTS
     cache = Cache(
         server,
         config={

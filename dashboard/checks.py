@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 
-def check_inputs(video: Path, mask: Path, binarize: bool = False) -> tuple[dict, bytes]:
+def check_inputs(video: Path, mask: Path, binarize: bool = False, info=None) -> tuple[dict, bytes]:
     """Return the video's facts, the object ids in the masks, the frames that have a mask and where each object
     starts, and a PNG of frame 0 with its mask drawn on it. `mask`: frame 0's PNG or a folder of masks named by
-    frame, as the engine takes them.
+    frame, as the engine takes them. `info`: the video's probe, if the caller has it already.
 
     Raises the engine's InputError (a one-line message for the user) when a file cannot be used.
     """
@@ -19,7 +20,7 @@ def check_inputs(video: Path, mask: Path, binarize: bool = False) -> tuple[dict,
     from segmentation.render import overlay
     from segmentation.video import iter_frames, probe
 
-    info = probe(video)
+    info = info or probe(video)
     masks = read_masks(mask, (info.width, info.height), info.frame_count, binarize=binarize)
     frames = iter_frames(video)
     try:
@@ -42,10 +43,18 @@ def check_inputs(video: Path, mask: Path, binarize: bool = False) -> tuple[dict,
 
 def user_message(error: Exception, names: dict) -> str:
     """The engine's one-line message with our storage paths replaced by names the user knows (their file
-    names), so no server path leaks into the page and the message still says which file is wrong."""
+    names), so no server path leaks into the page and the message still says which file is wrong.
+
+    One pass over the text (longest path first), so a replacement is never replaced again. Some messages give
+    only a file's own name: those are replaced as whole names (not inside pwned_gt_00000.png), and only for
+    files, since a folder's name ("masks", "gt") is an ordinary word too."""
     text = str(error)
-    for path, name in sorted(names.items(), key=lambda item: -len(str(item[0]))):
-        text = text.replace(str(path), name)
-    for path, name in names.items():  # some messages give only the file's own name
-        text = text.replace(Path(path).name, name)
-    return text
+    found = {str(path): name for path, name in names.items()}
+    bare = {Path(path).name: name for path, name in names.items() if Path(path).suffix}
+    alternatives = [re.escape(path) for path in sorted(found, key=len, reverse=True)]
+    alternatives += [
+        rf"(?<![\w.-]){re.escape(name)}(?![\w-]|\.\w)" for name in sorted(bare, key=len, reverse=True)
+    ]
+    if not alternatives:
+        return text
+    return re.sub("|".join(alternatives), lambda match: found.get(match[0]) or bare[match[0]], text)

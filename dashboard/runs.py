@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import math
 import re
 import shutil
 import uuid
 import zipfile
-import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
+from dashboard.archives import open_pngs, unpack
 from dashboard.checks import check_inputs, user_message
-from dashboard.storage import Storage, png_members
+from dashboard.storage import Storage
 
 PRESETS = ("fast", "balanced", "quality")
 DEVICES = ("auto", "cpu", "cuda")
@@ -30,9 +30,6 @@ FILE_KINDS = {
     "check": ("check.png", "image/png", "first-frame.png"),
 }
 
-
-# Unpacked ground truth or masks may not be bigger than this (a zip bomb would otherwise fill the disk).
-MAX_GT_BYTES = 4 * 1024**3
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -46,58 +43,42 @@ def clean_name(text: str | None, default: str = "") -> str:
 
 
 def parse_options(raw: dict) -> dict:
-    """Options from a form or JSON body -> the SegmentOptions fields we pass on (validated here, so a
-    typo is a 400 now rather than a failed run later)."""
-    options: dict = {}
-    preset = (raw.get("preset") or "balanced").strip()
-    if preset not in PRESETS:
-        raise BadRequest(f"preset must be one of {', '.join(PRESETS)}")
-    device = (raw.get("device") or "auto").strip()
-    if device not in DEVICES:
-        raise BadRequest(f"device must be one of {', '.join(DEVICES)}")
-    options.update(preset=preset, device=device)
+    """Options from a form or JSON body -> the SegmentOptions fields we pass on, checked by the engine's own
+    check_options (so a bad value is a 400 now, with the engine's message, rather than a failed run later)."""
+    from segmentation.errors import InputError
+    from segmentation.pipeline import SegmentOptions, check_options
+
+    options: dict = {
+        "preset": (raw.get("preset") or "balanced").strip(),
+        "device": (raw.get("device") or "auto").strip(),
+    }
     for key in ("online_seconds", "fps"):
         value = raw.get(key)
         if value not in (None, ""):
             try:
-                number = float(value)
+                options[key] = float(value)
             except (TypeError, ValueError):
                 raise BadRequest(f"{key} must be a number") from None
-            if not math.isfinite(number) or number < 0:
-                raise BadRequest(f"{key} must be a finite number, not negative")
-            options[key] = number
     value = raw.get("short_side")
     if value not in (None, ""):  # the model's working resolution: lower is faster (tests, previews)
         try:
             options["short_side"] = int(str(value).strip())
         except ValueError:
             raise BadRequest("short_side must be a whole number of pixels") from None
-        if not 32 <= options["short_side"] <= 2048:
-            raise BadRequest("short_side must be between 32 and 2048 pixels")
     options["binarize"] = str(raw.get("binarize", "")).lower() in ("1", "true", "on", "yes")
+    for key, value in options.items():  # one at a time, so the message can name the form field
+        try:
+            check_options(SegmentOptions(**{key: value}))
+        except InputError as exc:
+            raise BadRequest(f"{key}: {exc}") from None
     return options
 
 
-def _zip_pngs(path: Path, what: str) -> tuple[zipfile.ZipFile, list[tuple[zipfile.ZipInfo, str]]]:
-    """An open zip and its PNG members; BadRequest if it is not a readable zip, holds no PNG or unpacks too big."""
-    message = f"{what} must be a .zip of PNG masks (00000.png, 00001.png, ...)."
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError):
-        raise BadRequest(message) from None
-    members = png_members(archive)
-    unpacked = sum(member.file_size for member, _ in members)
-    if not members:
-        archive.close()
-        raise BadRequest(message + " This one has no PNG in it.")
-    if unpacked > MAX_GT_BYTES:
-        archive.close()
-        raise BadRequest(f"{what} unpacks to {unpacked / 1024**3:.1f} GB; the limit is 4 GB.")
-    return archive, members
-
-
-def _stage_masks(folder: Path, mask: Path | None, mask_name: str, more: Sequence[tuple[Path, str]]) -> dict:
-    """Copies the masks into `folder` as 00000.png, 00005.png, ...; returns {copy: the user's name}."""
+def _stage_masks(
+    folder: Path, mask: Path | None, mask_name: str, more: Sequence[tuple[Path, str]], info
+) -> dict:
+    """Copies the masks into `folder` as 00000.png, 00005.png, ...; returns {copy: the user's name}. Zips are
+    judged against the video (`info`: its probe) before a member is unpacked."""
     from segmentation.masks import frame_number
 
     names: dict[Path, str] = {}
@@ -124,26 +105,23 @@ def _stage_masks(folder: Path, mask: Path | None, mask_name: str, more: Sequence
                 name, frame_number(Path(name).stem), lambda target, path=path: shutil.copyfile(path, target)
             )
             continue
-        archive, members = _zip_pngs(path, name)
+        archive, members = open_pngs(path, name, (info.width, info.height), info.frame_count)
         with archive:
             for member, member_name in members:
-
-                def unpack(target, member=member, archive=archive):
-                    with archive.open(member) as src, target.open("wb") as dst:
-                        shutil.copyfileobj(src, dst)
-
-                place(member_name, frame_number(Path(member_name).stem), unpack)
+                write = partial(unpack, archive, member, name=member_name, what=name)
+                place(member_name, frame_number(Path(member_name).stem), write)
     return names
 
 
 @contextmanager
 def gathered_masks(
-    storage: Storage, mask: Path | None, mask_name: str, more: Sequence[tuple[Path, str]] = ()
+    storage: Storage, mask: Path | None, mask_name: str, more: Sequence[tuple[Path, str]] = (), *, info
 ) -> Iterator[tuple[Path, dict[Path, str]]]:
     """The masks as the engine reads them, with {file: the user's name} for messages. Frame 0's mask alone is
     used as it is; with masks for later frames (PNGs named by frame number, or zips of them) all are copied into
     a staging folder as 00000.png, 00005.png, ... (names made from the parsed numbers, never the user's text),
-    which is removed afterwards unless create_run moved it into a run. The uploads themselves stay."""
+    which is removed afterwards unless create_run moved it into a run. The uploads themselves stay. `info`: the
+    video's probe, which zips of masks are judged against."""
     if not more:
         if mask is None:
             raise BadRequest(
@@ -153,22 +131,31 @@ def gathered_masks(
         return
     folder = storage.new_staging()
     try:
-        try:
-            names = _stage_masks(folder, mask, mask_name, more)
-        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
-            # damaged, oddly compressed or encrypted members
-            raise BadRequest(f"A masks .zip could not be unpacked ({exc}).") from None
+        names = _stage_masks(folder, mask, mask_name, more, info)
         yield folder, {**names, folder: "the masks"}
     finally:
         shutil.rmtree(folder, ignore_errors=True)  # already moved away when a run was made from it
 
 
-def _checked(video: Path, video_name: str, masks: Path, names: dict, binarize: bool) -> tuple[dict, bytes]:
+def _probed(video: Path, video_name: str):
+    """The video's facts (segmentation.video.probe), with the engine's message naming the user's file."""
+    from segmentation.errors import SegmentationError
+    from segmentation.video import probe
+
+    try:
+        return probe(video)
+    except SegmentationError as exc:
+        raise type(exc)(user_message(exc, {video: video_name})) from None
+
+
+def _checked(
+    video: Path, video_name: str, masks: Path, names: dict, binarize: bool, info
+) -> tuple[dict, bytes]:
     """check_inputs, with the engine's message naming the user's files instead of our storage paths."""
     from segmentation.errors import SegmentationError
 
     try:
-        return check_inputs(video, masks, binarize=binarize)
+        return check_inputs(video, masks, binarize=binarize, info=info)
     except SegmentationError as exc:
         raise type(exc)(user_message(exc, {video: video_name, **names})) from None
 
@@ -185,8 +172,9 @@ def check_run_inputs(
 ) -> tuple[dict, bytes]:
     """What start_run checks, starting nothing: check_inputs' facts and frame-0 picture (the New run page's
     preview). Raises the engine's InputError or BadRequest with a readable message."""
-    with gathered_masks(storage, mask, mask_name, more_masks) as (masks, names):
-        return _checked(video, video_name, masks, names, binarize)
+    info = _probed(video, video_name)
+    with gathered_masks(storage, mask, mask_name, more_masks, info=info) as (masks, names):
+        return _checked(video, video_name, masks, names, binarize, info)
 
 
 def start_run(
@@ -205,10 +193,11 @@ def start_run(
     """Check the inputs (raises the engine's InputError or BadRequest with a readable message), store them,
     queue the run. `more_masks`: (file, user's name) of masks for later frames, PNGs or zips of them."""
     options = options or {}
-    with gathered_masks(storage, mask, mask_name, more_masks) as (masks, names):
-        _facts, check_png = _checked(video, video_name, masks, names, options.get("binarize", False))
+    info = _probed(video, video_name)
+    with gathered_masks(storage, mask, mask_name, more_masks, info=info) as (masks, names):
+        _facts, check_png = _checked(video, video_name, masks, names, options.get("binarize", False), info)
         if gt_zip is not None:
-            check_gt_zip(gt_zip)
+            check_gt_zip(gt_zip, (info.width, info.height), info.frame_count)
         run_id = storage.create_run(
             name=clean_name(name), video=video, mask=masks, video_name=clean_name(video_name, "video"),
             options=options, gt_zip=gt_zip,
@@ -222,8 +211,15 @@ def start_run(
     return run_id
 
 
-def check_gt_zip(path: Path) -> None:
-    archive, _members = _zip_pngs(path, "The ground truth")
+def check_gt_zip(path: Path, size: tuple[int, int], frame_count: int) -> None:
+    """BadRequest unless the zip holds PNG masks that fit a video of `size` (width, height) and `frame_count`
+    frames (dashboard.archives), judged without unpacking it."""
+    from segmentation.errors import InputError
+
+    try:
+        archive, _members = open_pngs(path, "The ground truth", size, frame_count)
+    except InputError as exc:
+        raise BadRequest(str(exc)) from None
     archive.close()
 
 

@@ -22,7 +22,6 @@ import shutil
 import sqlite3
 import time
 import uuid
-import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -85,17 +84,6 @@ class RunNotFound(KeyError):
 
 def is_run_id(value: object) -> bool:
     return isinstance(value, str) and _ID.fullmatch(value) is not None
-
-
-def png_members(archive: zipfile.ZipFile) -> list[tuple[zipfile.ZipInfo, str]]:
-    """The PNG files in a zip wherever they sit in it, each with its own file name (folders dropped); hidden
-    ones such as macOS's ._00000.png are left out."""
-    found = []
-    for member in archive.infolist():
-        name = re.split(r"[\\/]", member.filename)[-1]
-        if not member.is_dir() and name.lower().endswith(".png") and not name.startswith("."):
-            found.append((member, name))
-    return found
 
 
 class Storage:
@@ -474,24 +462,37 @@ class Storage:
         )  # fmt: skip
 
     def delete_run(self, run_id: str) -> None:
-        self.get_run(run_id)
+        """Remove the run and its folder; RunNotFound if it is gone. Of several deletes at once, the one whose
+        DELETE removed the row wins (and removes the folder); the others find no run."""
+        if not is_run_id(run_id):
+            raise RunNotFound(run_id)
         with self._transaction() as conn:
-            conn.execute("DELETE FROM runs WHERE id=?", (run_id,))
+            deleted = conn.execute("DELETE FROM runs WHERE id=?", (run_id,)).rowcount
+        if deleted != 1:
+            raise RunNotFound(run_id)
         shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
 
     # -- ground truth -------------------------------------------------------------------------------
 
     def unpack_gt(self, run_id: str) -> Path | None:
-        """Unpack gt.zip into gt/ (PNG files only, flattened, names sanitised); None if absent."""
+        """Unpack gt.zip into gt/ (PNG files only, flattened, names sanitised); None if absent. The zip is judged
+        against the run's video first (dashboard.archives): InputError, and no gt/ folder, if it does not fit."""
+        from dashboard.archives import open_pngs, unpack
+
         source = self.gt_zip(run_id)
         if not source.exists():
             return None
+        run = self.get_run(run_id)
         target = self.gt_dir(run_id)
         shutil.rmtree(target, ignore_errors=True)
-        target.mkdir(parents=True)
-        with zipfile.ZipFile(source) as archive:
-            for member, name in png_members(archive):
-                safe = re.sub(r"[^0-9A-Za-z_.-]", "_", name)
-                with archive.open(member) as src, (target / safe).open("wb") as dst:
-                    shutil.copyfileobj(src, dst)
+        what = "The ground truth"
+        archive, members = open_pngs(source, what, (run["width"], run["height"]), run["frame_count"])
+        try:
+            with archive:
+                target.mkdir(parents=True)
+                for member, name in members:
+                    unpack(archive, member, target / re.sub(r"[^0-9A-Za-z_.-]", "_", name), name=name, what=what)
+        except BaseException:
+            shutil.rmtree(target, ignore_errors=True)
+            raise
         return target

@@ -8,6 +8,8 @@ objects that appear later: `read_masks` reads and checks either.
 from __future__ import annotations
 
 import re
+import struct
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,30 +52,61 @@ def color_of(object_id: int) -> tuple[int, int, int]:
     return int(r), int(g), int(b)
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_header(head: bytes) -> tuple[int, int, int] | None:
+    """(width, height, bit depth) from a PNG's first 25 bytes (the signature, then the IHDR chunk), or None if
+    they are not a PNG's: an image's size is known before any of it is decoded."""
+    if len(head) < 25 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack(">II", head[16:24])
+    return width, height, head[24]
+
+
 def _png_bit_depth(path: Path) -> int:
-    # PIL silently reduces 16-bit RGB to 8 bits, so read the depth from the IHDR chunk (byte 24) instead.
+    # PIL silently reduces 16-bit RGB to 8 bits, so read the depth from the IHDR chunk instead.
     with open(path, "rb") as f:
-        header = f.read(26)
-    return header[24] if len(header) >= 26 else 8
+        header = png_header(f.read(25))
+    return header[2] if header else 8
 
 
-def _open_png(path) -> Image.Image:
+def _open_png(path, size: tuple[int, int] | None = None) -> Image.Image:
+    """The decoded PNG. With `size` (the video's), one of another size is refused from its header, before a
+    pixel is decoded: a 12000x12000 "mask" costs nothing."""
     path = user_path(path, "mask")
     kind = kind_of(path)
     if kind == "missing":
         raise InputError(f"{path}: mask file not found")
     if kind == "folder":
         raise InputError(f"{path}: is a folder; give the first frame's mask as a PNG file")
+    unreadable = f"{path.name}: not a readable image; give the mask as a PNG file"
     try:
-        img = Image.open(path)
+        with open(path, "rb") as f:
+            header = png_header(f.read(25))
+    except OSError as e:
+        raise InputError(unreadable) from e
+    if header is not None and size is not None and header[:2] != tuple(size):
+        raise InputError(
+            f"{path.name}: mask is {header[0]}x{header[1]} but the video is {size[0]}x{size[1]}; "
+            "the mask must have the video's size"
+        )
+    try:
+        with warnings.catch_warnings():
+            if header is None or size is not None:
+                # Not a PNG (only its format is read, to say so) or one of the video's size: not a bomb.
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)  # lazy: reads the header, decodes nothing
+        if img.format != "PNG":
+            # Check the real format: JPEG's lossy compression smears label values, whatever the extension says.
+            raise InputError(
+                f"{path.name}: is a {img.format} image, not a PNG; masks must be lossless PNG files"
+            )
         img.load()
     except (UnidentifiedImageError, OSError, ValueError) as e:  # ValueError: damaged chunks in some Pillows
-        raise InputError(f"{path.name}: not a readable image; give the mask as a PNG file") from e
+        raise InputError(unreadable) from e
     except Image.DecompressionBombError as e:
         raise InputError(f"{path.name}: image is too large to be a mask ({e})") from e
-    if img.format != "PNG":
-        # Check the real format: JPEG's lossy compression smears label values, whatever the extension says.
-        raise InputError(f"{path.name}: is a {img.format} image, not a PNG; masks must be lossless PNG files")
     return img
 
 
@@ -123,7 +156,7 @@ def _describe_levels(values: np.ndarray) -> str:
 def _read_labels(path, size: tuple[int, int] | None, binarize: bool) -> np.ndarray:
     """One annotation PNG as uint8 labels, checked for format and size; it may be empty."""
     path = user_path(path, "mask")
-    img = _open_png(path)
+    img = _open_png(path, size)
     depth = _png_bit_depth(path)
     if depth == 16 or img.mode.startswith("I") or img.mode == "F":
         raise InputError(
@@ -154,13 +187,6 @@ def _read_labels(path, size: tuple[int, int] | None, binarize: bool) -> np.ndarr
                     f"{path.name}: RGB mask with {n} colours that are not DAVIS palette colours; {_RESAVE}"
                 )
 
-    if size is not None:
-        width, height = size
-        if labels.shape != (height, width):
-            raise InputError(
-                f"{path.name}: mask is {labels.shape[1]}x{labels.shape[0]} but the video is {width}x{height}; "
-                "the mask must have the video's size"
-            )
     return labels
 
 

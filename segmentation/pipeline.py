@@ -96,7 +96,8 @@ def _number(value, integral: bool = False) -> bool:
     return isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _check_options(options: SegmentOptions) -> None:
+def check_options(options: SegmentOptions) -> None:
+    """The one check of the options (the dashboard runs it too, at submission): InputError for the first bad one."""
     from .online import PRESETS
 
     if not isinstance(options.preset, str) or options.preset not in PRESETS:
@@ -199,7 +200,7 @@ def segment(
     OUT/summary.json). Raises InputError, WeightsError or Cancelled with a one-line message."""
     options = _as_options(options)
     tune_allocator()  # process-wide and idempotent: every entry point (CLI, dashboard job, Celery) gets it
-    _check_options(options)
+    check_options(options)
     video = user_path(video, "video")
     mask_source = user_path(masks, "mask") if masks is not None else None
     out_dir = _check_out_dir(out_dir, options.overwrite, (video, mask_source) if mask_source else (video,))
@@ -399,8 +400,8 @@ def _segment_once(
             ],
             "model": {
                 "name": "STCNN (EfficientNet-Lite0)",
-                # The file's name only: a served summary names no server path.
-                "weights": (Path(options.weights) if options.weights else weights_path()).name,
+                # The file's name only: summary.json is served and downloaded, so it names no server path.
+                "weights": Path(options.weights or weights_path()).name,
                 "weights_meta": {
                     k: weights_meta.get(k) for k in ("version", "trained", "stage", "iteration")
                 },
@@ -410,10 +411,7 @@ def _segment_once(
             # Earlier attempts that ran out of GPU memory, each with the device and size it had.
             "retries": retries,
             "device": _device_name(device),
-            "options": {
-                **asdict(options),
-                "weights": Path(options.weights).name if options.weights else None,
-            },
+            "options": {**asdict(options), "weights": options.weights and Path(options.weights).name},
             "online_training": online,
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
             "propagation_fps": round((count + reverse_frames) / max(timings["propagation"], 1e-6), 2),

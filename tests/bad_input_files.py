@@ -146,3 +146,33 @@ def fail_on_call(n, error, original):
         return original(*args, **kwargs)
 
     return hook
+
+
+def png_of_size(width: int, height: int) -> bytes:
+    """A valid, all-black greyscale PNG of any size, made without holding its pixels: 12000x12000 is a few
+    hundred kilobytes, and 144 MB once decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    packer, row, rows = zlib.compressobj(9), bytes(width + 1), []  # each row: filter byte 0, then zeros
+    batch = max(1, (1 << 20) // (width + 1))
+    for start in range(0, height, batch):
+        rows.append(packer.compress(row * min(batch, height - start)))
+    rows.append(packer.flush())
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(rows)) + chunk(b"IEND", b"")
+
+
+def zip_of(members: dict[str, bytes]) -> bytes:
+    """A deflated zip of these members, in memory."""
+    import io
+    import zipfile
+
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    return packed.getvalue()

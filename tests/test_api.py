@@ -53,7 +53,7 @@ def test_a_run_through_the_api_produces_every_file(client, tiny_clip):
     assert run_id in [r["id"] for r in client.get("/api/runs").get_json()["runs"]]
 
 
-def test_ground_truth_given_with_the_run_is_scored(client, tiny_clip, tmp_path):
+def test_ground_truth_given_with_the_run_is_scored(client, tiny_clip, tmp_path, storage_dir, weights):
     gt_zip = tmp_path / "gt.zip"
     with zipfile.ZipFile(gt_zip, "w") as archive:
         for png in sorted(tiny_clip.gt_dir.glob("*.png")):
@@ -64,6 +64,16 @@ def test_ground_truth_given_with_the_run_is_scored(client, tiny_clip, tmp_path):
     run = wait_for_run(client, run_id)
     assert run["status"] == "done" and 0 <= run["jf"] <= 1
     assert "evaluation" in run["files"]
+    # Served files name no server path: not the storage folder, not the weights file's folder.
+    summary = json.loads(client.get(f"/api/runs/{run_id}/files/summary").data)
+    assert summary["model"]["weights"] == weights.name
+    secrets = {str(storage_dir), str(storage_dir.resolve()), str(weights.resolve().parent), str(weights)}
+    served = {kind: client.get(url).data for kind, url in run["files"].items()}
+    served["run"], served["runs"] = client.get(f"/api/runs/{run_id}").data, client.get("/api/runs").data
+    assert {"summary", "masks", "trajectory", "evaluation", "overlay", "thumbnail", "check"} <= set(served)
+    for kind, data in served.items():
+        for secret in secrets:
+            assert secret.encode() not in data, (kind, secret)
 
 
 @pytest.fixture(scope="module")

@@ -20,11 +20,13 @@ from bad_input_files import (
     W,
     box_mask,
     frame,
+    png_of_size,
     write_audio_mp4,
     write_no_frames,
     write_png,
     write_video,
     write_wav,
+    zip_of,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -257,9 +259,9 @@ def test_hostile_file_names_with_good_files_stay_inside_the_run_folder(app, clie
         ("urlencoded_body", "video"),
         ("bad_preset", "preset"),
         ("bad_device", "device"),
-        ("nan_seconds", "finite"),
-        ("inf_fps", "finite"),
-        ("negative_seconds", "negative"),
+        ("nan_seconds", r"online_seconds: online training seconds must be in 0\.\.3600, got nan"),
+        ("inf_fps", "fps: fps must be a number above 0 and at most 1000, got inf"),
+        ("negative_seconds", r"online_seconds: .* must be in 0\.\.3600, got -1"),
         ("word_seconds", "number"),
         ("gt_not_a_zip", "zip"),
         ("gt_zip_without_png", "no PNG"),
@@ -419,3 +421,231 @@ def test_generated_cases_are_enough(request):
     """The issue asks for a generated suite: count what this module runs (hypothesis examples not included)."""
     cases = [item for item in request.session.items if Path(str(item.fspath)).name == Path(__file__).name]
     assert len(cases) >= 100, len(cases)
+
+
+# -- issue 19: what an outside probe of the API found ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("form", "match"),
+    [
+        ({"online_seconds": "3601"}, r"online_seconds: online training seconds must be in 0\.\.3600, got 3601"),
+        ({"online_seconds": "1e300"}, r"online_seconds: online training seconds must be in 0\.\.3600, got 1e\+300"),
+        ({"fps": "0"}, "fps: fps must be a number above 0 and at most 1000, got 0"),
+        ({"short_side": "63"}, "short_side: internal resolution .* between 64 and 1080, got 63"),
+        ({"short_side": "1081"}, "short_side: internal resolution .* between 64 and 1080, got 1081"),
+        ({"preset": "turbo"}, "preset: unknown preset 'turbo'"),
+    ],
+    ids=["seconds_3601", "seconds_1e300", "fps_0", "short_side_63", "short_side_1081", "preset"],
+)
+def test_options_the_engine_refuses_are_refused_at_submission(app, client, files, form, match):
+    """The API asks the engine's own option check, so a run it accepts never fails later for its options."""
+    assert_clean_4xx(app, post(client, files["video"], files["mask"], **form), 400, match)
+
+
+@pytest.mark.parametrize("field", ["video", "mask", "masks", "gt"])
+def test_a_file_field_sent_as_text_is_refused(app, client, files, field):
+    given = {"video": files["video"], "mask": files["mask"]}
+    given.pop(field, None)
+    answer = post(client, given.get("video"), given.get("mask"), extra={field: "clip.mp4"})
+    assert_clean_4xx(app, answer, 400, f"^'{field}' must be a file upload\\.$")
+
+
+def test_form_limits_say_which_limit_was_broken(app, client, files):
+    answer = post(client, files["video"], files["mask"], name="n" * (1024 * 1024))
+    assert_clean_4xx(app, answer, 413, "A form field is larger than the limit of 256 KB")
+    fields = {f"field{i}": "x" for i in range(10_000)}
+    answer = post(client, files["video"], files["mask"], extra=fields)
+    assert_clean_4xx(app, answer, 413, "more than 1000 parts")
+    many = [(io.BytesIO(b"x"), f"{i:05d}.png") for i in range(2000)]
+    answer = post(client, files["video"], files["mask"], extra={"masks": many})
+    assert_clean_4xx(app, answer, 413, "more than 1000 parts")
+    assert answer.headers["Connection"] == "close"
+
+
+@pytest.fixture(scope="module")
+def huge_png():
+    return png_of_size(12000, 12000)
+
+
+def test_a_huge_mask_is_refused_from_its_header(app, client, files, huge_png, recwarn):
+    """A 12000x12000 mask is refused for its size before a pixel is decoded: no decompression-bomb warning."""
+    answer = post(client, files["video"], huge_png, mask_name="huge.png")
+    assert_clean_4xx(app, answer, 400, f"huge.png: mask is 12000x12000 but the video is {W}x{H}")
+    assert not [w for w in recwarn if "DecompressionBomb" in type(w.message).__name__], list(recwarn)
+
+
+def _bad_zips(files, huge_png) -> dict[str, tuple[bytes, str]]:
+    """name -> (zip, the message it must get), for both a ground-truth zip and a masks zip."""
+    good = files["mask"]
+    return {
+        "too_many_members": (
+            zip_of({f"{i:05d}.png": good for i in range(200)}), "holds 200 PNG files, but the video has 4 frames"
+        ),
+        "member_bigger_than_a_mask": (
+            zip_of({"00000.png": good[:64] + bytes(20 * 1024 * 1024)}),
+            rf"00000.png unpacks to 20.0 MB, more than a {W}x{H} PNG mask can take",
+        ),
+        "huge_png_member": (zip_of({"00000.png": huge_png}), f"00000.png is 12000x12000 but the video is {W}x{H}"),
+        "wrong_size_member": (
+            zip_of({"00000.png": files["m_small.png"]}), f"00000.png is 32x24 but the video is {W}x{H}"
+        ),
+        "not_a_png_member": (zip_of({"00000.png": b"not a png at all"}), "00000.png is not a PNG image"),
+    }
+
+
+@pytest.mark.parametrize("field", ["gt", "masks"])
+@pytest.mark.parametrize(
+    "case", ["too_many_members", "member_bigger_than_a_mask", "huge_png_member", "wrong_size_member",
+             "not_a_png_member"],
+)  # fmt: skip
+def test_zips_are_judged_against_the_video_before_unpacking(app, client, files, huge_png, recwarn, field, case):
+    packed, match = _bad_zips(files, huge_png)[case]
+    extra = {field: (io.BytesIO(packed), f"{field}.zip")}
+    answer = post(client, files["video"], files["mask"] if field == "gt" else None, extra=extra)
+    assert_clean_4xx(app, answer, 400, match)
+    assert not [w for w in recwarn if "DecompressionBomb" in type(w.message).__name__]
+
+
+def test_a_zip_member_never_writes_more_than_it_declares(app, client, files):
+    """A member whose header declares the mask's size but whose data inflates to 5 MB more is cut at the
+    declared size (and checked there), not written whole."""
+    import struct
+    import zlib
+
+    mask = files["mask"]
+    packed = bytearray(zip_of({"00000.png": mask + bytes(5 * 1024 * 1024)}))
+    crc = struct.pack("<I", zlib.crc32(mask))
+    size = struct.pack("<I", len(mask))
+    local = packed.index(b"PK\x03\x04")
+    packed[local + 14 : local + 18], packed[local + 22 : local + 26] = crc, size
+    central = packed.index(b"PK\x01\x02")
+    packed[central + 16 : central + 20], packed[central + 24 : central + 28] = crc, size
+    answer = post(client, files["video"], None, extra={"masks": (io.BytesIO(bytes(packed)), "masks.zip")})
+    assert answer.status_code == 202, answer.get_json()
+    storage = storage_of(app)
+    run_id = answer.get_json()["id"]
+    stored = storage.run_dir(run_id) / "input" / "masks" / "00000.png"
+    assert stored.read_bytes() == mask
+    assert client.delete(f"/api/runs/{run_id}").status_code == 204
+
+
+def test_options_lists_only_the_methods_of_the_route(app, client):
+    expected = {
+        "/api/runs": "GET, POST, HEAD, OPTIONS",
+        f"/api/runs/{RUN}": "GET, DELETE, HEAD, OPTIONS",
+        f"/api/runs/{RUN}/files/overlay": "GET, HEAD, OPTIONS",
+        f"/api/runs/{RUN}/cancel": "POST, OPTIONS",
+        f"/api/runs/{RUN}/rerun": "POST, OPTIONS",
+        "/api/uploads": "POST, OPTIONS",
+        f"/api/uploads/{RUN}": "PUT, OPTIONS",
+    }
+    for url, allow in expected.items():
+        answer = client.options(url)
+        assert answer.status_code == 200 and answer.headers["Allow"] == allow, (url, answer.headers.get("Allow"))
+    assert_clean_4xx(app, client.options("/api/nothing/here"), 404)
+
+
+def test_range_requests_other_than_one_bytes_range_get_the_whole_file(app, client, files):
+    answer = post(client, files["video"], files["mask"])
+    run_id = answer.get_json()["id"]
+    url = f"/api/runs/{run_id}/files/check"
+    whole = client.get(url).data
+    try:
+        for header in ("bytes=0-9,20-29", "items=0-9", "bytes=abc", "bytes=0-9, 5-"):
+            answer = client.get(url, headers={"Range": header})
+            assert answer.status_code == 200 and answer.data == whole, header
+        answer = client.get(url, headers={"Range": "bytes=0-9"})
+        assert answer.status_code == 206 and answer.data == whole[:10]
+        assert client.get(url, headers={"Range": f"bytes={len(whole) + 10}-"}).status_code == 416
+    finally:
+        assert client.delete(f"/api/runs/{run_id}").status_code == 204
+
+
+def test_a_put_to_an_unknown_upload_token_says_so(app, client):
+    for token in ("0" * 32, "not-a-token"):
+        answer = client.put(f"/api/uploads/{token}?offset=0", data=b"abc")
+        assert_clean_4xx(app, answer, 404, r"^No upload with that token\.$")
+
+
+def test_simultaneous_deletes_of_a_running_run_succeed_once(app, client, files):
+    import threading
+
+    storage = storage_of(app)
+    run_id = post(client, files["video"], files["mask"]).get_json()["id"]
+    assert storage.claim(run_id, "local:elsewhere:1")  # running, as if a worker had it
+    barrier, answers = threading.Barrier(10), []
+
+    def delete():
+        own = app.server.test_client()
+        barrier.wait()
+        answers.append(own.delete(f"/api/runs/{run_id}").status_code)
+
+    threads = [threading.Thread(target=delete) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(answers) == [204] + [404] * 9
+    assert_nothing_left(app)
+
+
+def test_messages_replace_paths_once(app, client, files):
+    """A ground-truth frame the run has no mask for: the message names the user's things, each once, and leaves
+    a file name that merely contains "gt" alone."""
+    from dashboard.jobs import _message, evaluate_run
+    from segmentation.errors import InputError
+    from segmentation.masks import write_mask
+
+    storage = storage_of(app)
+    run_id = post(client, files["video"], files["mask"]).get_json()["id"]
+    try:
+        storage.update_run(run_id, width=W, height=H, frame_count=4)
+        storage.gt_zip(run_id).write_bytes(zip_of({"pwned_gt_00000.png": files["mask"]}))
+        write_mask(storage.result_dir(run_id) / "masks" / "00000.png", (box_mask() > 0).astype(np.uint8))
+        with pytest.raises(InputError) as info:
+            evaluate_run(storage, run_id)
+        message = _message(info.value, storage, storage.get_run(run_id))
+        assert message == "the run's masks: no prediction for ground-truth frame pwned_gt_00000.png", message
+    finally:
+        storage.delete_run(run_id)
+
+
+def test_a_refused_body_ends_the_connection_on_a_real_server(app):
+    """Against werkzeug's server over a socket: after a 400/413 for a malformed body the server ends the
+    connection at once, even when the client has not sent all it declared (else a thread waits for it)."""
+    import socket
+    import threading
+
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app.server, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    parts = b"".join(b'--b\r\nContent-Disposition: form-data; name="f%d"\r\n\r\nv\r\n' % i for i in range(10_000))
+    cases = {
+        "no boundary": (b"multipart/form-data", b"1000", b"x" * 1000),
+        "length -1": (b"multipart/form-data; boundary=b", b"-1", b"x" * 1000),
+        "length abc": (b"multipart/form-data; boundary=b", b"abc", b"x" * 1000),
+        "10,000 parts, more declared": (b"multipart/form-data; boundary=b", b"%d" % (len(parts) * 2), parts),
+        "1 MB field, more declared": (
+            b"multipart/form-data; boundary=b", b"%d" % (4 * 1024 * 1024),
+            b'--b\r\nContent-Disposition: form-data; name="name"\r\n\r\n' + b"n" * (1024 * 1024),
+        ),
+    }  # fmt: skip
+    try:
+        for case, (kind, length, body) in cases.items():
+            with socket.create_connection(("127.0.0.1", server.server_port), timeout=10) as conn:
+                head = b"POST /api/runs HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\nContent-Length: %s\r\n\r\n"
+                conn.sendall(head % (kind, length) + body)
+                received = b""
+                try:
+                    while chunk := conn.recv(65536):  # until the server ends the connection
+                        received += chunk
+                except TimeoutError:
+                    raise AssertionError(f"{case}: connection still open") from None
+            status = received.split(b"\r\n", 1)[0]
+            assert status.split()[1] in (b"400", b"413"), (case, status)
+            assert b"Connection: close" in received and b'"error"' in received, case
+    finally:
+        server.shutdown()
+    assert_nothing_left(app)

@@ -532,7 +532,7 @@ option_values = st.one_of(
 def test_random_option_values(values):
     """Any dict of option values is either accepted or an InputError (checked before any file is read)."""
     try:
-        pipeline._check_options(pipeline._as_options(values))
+        pipeline.check_options(pipeline._as_options(values))
     except InputError as error:
         one_line_error(str(error))
 

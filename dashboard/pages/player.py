@@ -214,7 +214,7 @@ def register_callbacks(app) -> None:
         run_id = run["id"]
         try:
             source = storage.upload_path(upload.get("token"))
-            check_gt_zip(source)
+            check_gt_zip(source, (run["width"], run["height"]), run["frame_count"])
         except RunNotFound:
             return dbc.Alert("The upload expired; pick the file again.", color="warning")
         except BadRequest as exc:
