@@ -1,6 +1,6 @@
 """REST API on the Dash app's Flask server. Errors are JSON with a 4xx status and a readable message.
 
-POST   /api/runs                       multipart: video, mask, [masks...], [gt], name, preset, ... -> 202 {"id"}
+POST   /api/runs                       multipart: video, mask | boxes, [masks...], [gt], name, preset, ... -> 202
 GET    /api/runs                       all runs, newest first
 GET    /api/runs/<id>                  status, stage, progress, error, results
 GET    /api/runs/<id>/files/<kind>     overlay | masks | trajectory | summary | evaluation | preview | thumbnail | check
@@ -30,6 +30,7 @@ from dashboard.runs import (
     clean_name,
     describe,
     file_path,
+    parse_boxes,
     parse_options,
     rerun,
     start_run,
@@ -200,10 +201,11 @@ def create_run():
     as_text = [key for key in FILE_FIELDS if key in form]
     if as_text:
         raise BadRequest(f"'{as_text[0]}' must be a file upload.")
-    if "video" not in files or ("mask" not in files and "masks" not in files):
+    if "video" not in files or ("mask" not in files and "masks" not in files and "boxes" not in form):
         raise BadRequest(
             "Send the video as 'video' and the first-frame mask PNG as 'mask' (multipart); masks for later "
-            "frames, named by frame number (00005.png), as 'masks'."
+            "frames, named by frame number (00005.png), as 'masks'; or instead of masks, 'boxes': a JSON list "
+            "of [x0, y0, x1, y1] around each object in frame 0."
         )
     unknown = sorted(set(files) - set(FILE_FIELDS))
     if unknown:
@@ -229,6 +231,7 @@ def create_run():
             more_masks=[(Path(f.stream.name), clean_name(f.filename, "a mask")) for f in files.getlist("masks")],
             name=form.get("name", ""), options=parse_options(form),
             gt_zip=Path(files["gt"].stream.name) if "gt" in files else None,
+            boxes=parse_boxes(form["boxes"]) if "boxes" in form else None,
         )  # fmt: skip
     except _engine_errors() as exc:
         raise BadRequest(str(exc)) from None

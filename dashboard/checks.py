@@ -41,6 +41,36 @@ def check_inputs(video: Path, mask: Path, binarize: bool = False, info=None) -> 
     return facts, png.getvalue()
 
 
+def check_boxes(video: Path, boxes: list, info=None) -> tuple[dict, bytes]:
+    """check_inputs for a run started from boxes (segmentation.prompts.Box): the video's facts and a PNG of frame
+    0 with each box drawn in its object's colour (the model makes the masks when the run starts)."""
+    import cv2
+    from PIL import Image
+
+    from segmentation.masks import color_of
+    from segmentation.prompts import check_boxes as check_box_list
+    from segmentation.video import iter_frames, probe
+
+    info = info or probe(video)
+    check_box_list(boxes, info.width, info.height, info.frame_count)
+    frames = iter_frames(video)
+    try:
+        first = next(iter(frames)).copy()
+    finally:
+        getattr(frames, "close", lambda: None)()
+    thickness = max(2, round(min(info.width, info.height) / 200))
+    for box in boxes:
+        cv2.rectangle(first, (box.x0, box.y0), (box.x1, box.y1), color_of(box.object_id), thickness)
+    png = io.BytesIO()
+    Image.fromarray(first).save(png, format="PNG")
+    ids = sorted({box.object_id for box in boxes})
+    facts = {
+        "width": info.width, "height": info.height, "fps": info.fps, "frame_count": info.frame_count,
+        "objects": ids, "mask_frames": [0], "starts": dict.fromkeys(ids, 0),
+    }  # fmt: skip
+    return facts, png.getvalue()
+
+
 def user_message(error: Exception, names: dict) -> str:
     """The engine's one-line message with our storage paths replaced by names the user knows (their file
     names), so no server path leaks into the page and the message still says which file is wrong.

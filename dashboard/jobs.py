@@ -7,6 +7,7 @@ so the same function runs in a local worker process and in a Celery worker.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -190,7 +191,7 @@ def _execute(storage: Storage, run: dict, worker: str) -> str:
         shutil.rmtree(result_dir, ignore_errors=True)
         summary = segment(
             video, storage.input_mask(run_id), result_dir, SegmentOptions(**options),
-            progress=reporter, cancel=reporter.should_cancel,
+            progress=reporter, cancel=reporter.should_cancel, boxes=_boxes(storage, run_id),
         )  # fmt: skip
         storage.update_run(
             run_id, stage="thumbnail", device=summary.get("device"), model=_model_name(summary.get("model")),
@@ -242,13 +243,20 @@ def reporter_progress(storage: Storage, run_id: str) -> float:
 def _message(error: Exception, storage: Storage, run: dict) -> str:
     from dashboard.checks import user_message
 
-    run_id, masks = run["id"], storage.input_mask(run["id"])
+    run_id, masks = run["id"], storage.input_mask(run["id"]) or storage.input_boxes_path(run["id"])
     return user_message(error, {
         storage.input_video(run_id): run["video_name"] or "the video",
         masks: "the masks" if masks.is_dir() else "the mask",
         storage.gt_dir(run_id): "the ground truth", storage.result_dir(run_id) / "masks": "the run's masks",
         storage.run_dir(run_id): "the run folder",
     })  # fmt: skip
+
+
+def _boxes(storage: Storage, run_id: str) -> list:
+    from segmentation.prompts import Box
+
+    path = storage.input_boxes_path(run_id)
+    return [Box(**fields) for fields in json.loads(path.read_text())] if path.exists() else []
 
 
 def _model_name(model) -> str | None:

@@ -7,12 +7,12 @@ import shutil
 import uuid
 import zipfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from functools import partial
 from pathlib import Path
 
 from dashboard.archives import open_pngs, unpack
-from dashboard.checks import check_inputs, user_message
+from dashboard.checks import check_boxes, check_inputs, user_message
 from dashboard.storage import Storage
 
 PRESETS = ("fast", "balanced", "quality")
@@ -177,6 +177,26 @@ def check_run_inputs(
         return _checked(video, video_name, masks, names, binarize, info)
 
 
+def parse_boxes(text: str) -> list:
+    """The `boxes` field: a JSON list of [x0, y0, x1, y1] in frame 0's pixels (inclusive), one per object, ids
+    1..N in the order given -> segmentation.prompts.Box."""
+    import json
+
+    from segmentation.errors import InputError
+    from segmentation.prompts import Box
+
+    try:
+        values = json.loads(text)
+    except ValueError:
+        values = None
+    if not isinstance(values, list) or not values:
+        raise BadRequest("boxes must be a JSON list of [x0, y0, x1, y1], one per object, e.g. [[10, 20, 110, 90]]")
+    try:
+        return [Box.from_list(box, object_id=i) for i, box in enumerate(values, start=1)]
+    except InputError as exc:
+        raise BadRequest(str(exc)) from None
+
+
 def start_run(
     storage: Storage,
     runner,
@@ -189,18 +209,28 @@ def start_run(
     name: str = "",
     options: dict | None = None,
     gt_zip: Path | None = None,
+    boxes: list | None = None,
 ) -> str:
     """Check the inputs (raises the engine's InputError or BadRequest with a readable message), store them,
-    queue the run. `more_masks`: (file, user's name) of masks for later frames, PNGs or zips of them."""
+    queue the run. `more_masks`: (file, user's name) of masks for later frames, PNGs or zips of them; `boxes`
+    (segmentation.prompts.Box) instead of masks."""
+    from dataclasses import asdict
+
     options = options or {}
     info = _probed(video, video_name)
-    with gathered_masks(storage, mask, mask_name, more_masks, info=info) as (masks, names):
-        _facts, check_png = _checked(video, video_name, masks, names, options.get("binarize", False), info)
+    if boxes and (mask is not None or more_masks):
+        raise BadRequest("Give the objects either as masks or as boxes, not both.")
+    with ExitStack() as stack:
+        if boxes:
+            masks, (_facts, check_png) = None, check_boxes(video, boxes, info)
+        else:
+            masks, names = stack.enter_context(gathered_masks(storage, mask, mask_name, more_masks, info=info))
+            _facts, check_png = _checked(video, video_name, masks, names, options.get("binarize", False), info)
         if gt_zip is not None:
             check_gt_zip(gt_zip, (info.width, info.height), info.frame_count)
         run_id = storage.create_run(
             name=clean_name(name), video=video, mask=masks, video_name=clean_name(video_name, "video"),
-            options=options, gt_zip=gt_zip,
+            options=options, gt_zip=gt_zip, boxes=[asdict(box) for box in boxes or ()],
         )  # fmt: skip
     try:
         storage.check_path(run_id).write_bytes(check_png)

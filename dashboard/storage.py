@@ -161,11 +161,17 @@ class Storage:
     def input_video(self, run_id: str) -> Path:
         return self.run_dir(run_id) / "input" / f"video{self.get_run(run_id)['video_ext']}"
 
-    def input_mask(self, run_id: str) -> Path:
+    def input_mask(self, run_id: str) -> Path | None:
         """The masks the engine starts from: input/masks/ (named by frame) when the run has later frames' masks,
-        else input/mask.png."""
+        else input/mask.png; None for a run started from boxes alone."""
         folder = self.run_dir(run_id) / "input" / "masks"
-        return folder if folder.is_dir() else folder.with_name("mask.png")
+        if folder.is_dir():
+            return folder
+        return None if self.input_boxes_path(run_id).exists() else folder.with_name("mask.png")
+
+    def input_boxes_path(self, run_id: str) -> Path:
+        """input/boxes.json: the boxes a run was started from, as segmentation.prompts.Box fields."""
+        return self.run_dir(run_id) / "input" / "boxes.json"
 
     def gt_zip(self, run_id: str) -> Path:
         return self.run_dir(run_id) / "input" / "gt.zip"
@@ -251,13 +257,14 @@ class Storage:
         *,
         name: str,
         video: Path,
-        mask: Path,
+        mask: Path | None,
         video_name: str,
         options: dict | None = None,
         gt_zip: Path | None = None,
+        boxes: list[dict] | None = None,
     ) -> str:
         """Move the received files into a new run folder and queue the run. `mask`: frame 0's PNG, or a folder of
-        masks named by frame (00000.png, ...)."""
+        masks named by frame (00000.png, ...); or None with `boxes` (segmentation.prompts.Box fields)."""
         run_id = uuid.uuid4().hex
         ext = Path(video_name).suffix.lower()
         ext = ext if ext in VIDEO_EXTS else ".bin"
@@ -265,7 +272,10 @@ class Storage:
         try:
             input_dir.mkdir(parents=True)
             shutil.move(video, input_dir / f"video{ext}")
-            shutil.move(mask, input_dir / ("masks" if mask.is_dir() else "mask.png"))
+            if mask is not None:
+                shutil.move(mask, input_dir / ("masks" if mask.is_dir() else "mask.png"))
+            if boxes:
+                (input_dir / "boxes.json").write_text(json.dumps(boxes))
             if gt_zip is not None:
                 shutil.move(gt_zip, input_dir / "gt.zip")
             now = time.time()

@@ -326,7 +326,7 @@ def test_options_of_the_wrong_kind(files, tmp_path, options, message):
 CLI_OPTION_CASES = {
     "no_arguments": ([], "required"),
     "no_out": (["{video}", "{mask}"], "required: -o/--out"),
-    "no_mask": (["{video}", "-o", "{out}"], "required"),
+    "no_mask": (["{video}", "-o", "{out}"], "give the objects to track"),
     "size_text": (["{video}", "{mask}", "-o", "{out}", "--size", "abc"], "invalid int"),
     "size_tiny": (["{video}", "{mask}", "-o", "{out}", "--size", "10"], "short side"),
     "preset": (["{video}", "{mask}", "-o", "{out}", "--preset", "turbo"], "invalid choice"),

@@ -8,6 +8,7 @@ import threading
 import zipfile
 
 import pytest
+from PIL import Image
 
 from dashboard.storage import RunNotFound, Storage, is_run_id
 
@@ -155,10 +156,13 @@ def test_chunked_upload_appends_in_order_and_enforces_the_limit(storage):
 
 def test_ground_truth_zip_is_unpacked_flat_and_safely(storage, tmp_path):
     run_id = _new_run(storage, tmp_path)
+    storage.update_run(run_id, width=8, height=6, frame_count=2)  # what the run's probe recorded
+    png = io.BytesIO()
+    Image.new("L", (8, 6)).save(png, format="PNG")
     data = io.BytesIO()
     with zipfile.ZipFile(data, "w") as archive:
-        archive.writestr("seq/00000.png", b"png0")
-        archive.writestr("../../evil.png", b"evil")
+        archive.writestr("seq/00000.png", png.getvalue())
+        archive.writestr("../../evil.png", png.getvalue())
         archive.writestr("notes.txt", b"skip")
         archive.writestr("__MACOSX/._00000.png", b"junk")
     storage.gt_zip(run_id).write_bytes(data.getvalue())

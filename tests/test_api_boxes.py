@@ -1,0 +1,75 @@
+"""REST API: a run started from boxes instead of a mask, and bad boxes refused before anything is stored."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from dashboard_fixtures import *  # noqa: F403 - the fixtures: weights, tiny_clip, storage_dir
+from dashboard_fixtures import FAST_OPTIONS, wait_for_run
+
+from dashboard.app import create_app
+from dashboard.storage import Storage
+from segmentation.evaluate import jaccard
+from segmentation.masks import read_mask
+
+
+@pytest.fixture
+def client(storage_dir):
+    return create_app().server.test_client()
+
+
+def boxes_of(clip) -> list[list[int]]:
+    first = read_mask(clip.mask)
+    boxes = []
+    for object_id in (1, 2):
+        ys, xs = np.nonzero(first == object_id)
+        boxes.append([int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())])
+    return boxes
+
+
+def post(client, clip, boxes, with_mask=False):
+    with open(clip.video, "rb") as video, open(clip.mask, "rb") as mask:
+        data = {"video": (video, "clip.mp4"), "boxes": boxes, "name": "boxes", **FAST_OPTIONS}
+        if with_mask:
+            data["mask"] = (mask, "mask.png")
+        return client.post("/api/runs", data=data, content_type="multipart/form-data")
+
+
+def test_a_run_from_boxes(client, tiny_clip, storage_dir):
+    answer = post(client, tiny_clip, json.dumps(boxes_of(tiny_clip)))
+    assert answer.status_code == 202, answer.get_json()
+    run_id = answer.get_json()["id"]
+    assert client.get(f"/api/runs/{run_id}/files/check").mimetype == "image/png"  # frame 0 with the boxes
+    run = wait_for_run(client, run_id)
+    assert run["status"] == "done", run["error"]
+    assert run["objects"] == [1, 2]
+    summary = client.get(f"/api/runs/{run_id}/files/summary").get_json()
+    assert [box["object_id"] for box in summary["boxes"]] == [1, 2]
+    made = read_mask(Storage(storage_dir).result_dir(run_id) / "masks" / "00000.png")
+    truth = read_mask(tiny_clip.mask)
+    assert min(jaccard(made == i, truth == i) for i in (1, 2)) >= 0.5
+
+
+@pytest.mark.parametrize(
+    "boxes, with_mask, message",
+    [
+        ("not json", False, "boxes must be a JSON list"),
+        ("[]", False, "boxes must be a JSON list"),
+        ('{"x0": 1}', False, "boxes must be a JSON list"),
+        ("[[1, 2, 3]]", False, "give it as [x0, y0, x1, y1]"),
+        ("[[1.5, 2, 30, 40]]", False, "whole pixels"),
+        ("[[0, 0, 96, 40]]", False, "outside the 96x64 frame"),
+        ("[[10, 10, 10, 40]]", False, "has no area"),
+        ("[[10, 10, 40, 40]]", True, "either as masks or as boxes"),
+    ],
+)
+def test_bad_boxes_are_refused_and_nothing_is_kept(client, tiny_clip, storage_dir, boxes, with_mask, message):
+    answer = post(client, tiny_clip, boxes, with_mask)
+    assert answer.status_code == 400
+    assert message in answer.get_json()["error"]
+    storage = Storage(storage_dir)
+    assert storage.list_runs() == []
+    assert list(storage.runs_root.iterdir()) == []
+    assert list(storage.uploads_root.iterdir()) == []
