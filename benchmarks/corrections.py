@@ -2,8 +2,10 @@
 
 Round 0 starts from frame 0's true mask (or from a box around each object, the model making the mask); each later
 round adds the true mask of the worst frame so far (lowest J&F, among frames without an annotation) as a
-correction and segments the sequence again through the product's own `segment()`. Online training is fixed at the
-preset's iterations (a generous time cap), so the figures do not depend on how fast the machine was.
+correction and segments the sequence again through the product's own `segment()`, from the previous round's
+result (`previous=`, as `stcnn segment --previous` does: only what the correction reaches is segmented again).
+Online training is fixed at the preset's iterations (a generous time cap), so J&F does not depend on how fast the
+machine was; seconds are worth comparing only within one run of this script.
 
 Usage: python benchmarks/corrections.py [DATA] [--sequences ...] [--rounds 3] [--preset fast]
 """
@@ -49,17 +51,20 @@ def rounds(seq: Path, start: str, n_rounds: int, options: SegmentOptions, work: 
         out = work / f"round{n}"
         started = time.perf_counter()
         masks = annotations if any(annotations.iterdir()) else None
-        summary = segment(seq / "frames", masks, out, options, boxes=boxes)
+        previous = work / f"round{n - 1}" if n else None
+        summary = segment(seq / "frames", masks, out, options, boxes=boxes, previous=previous)
         seconds = time.perf_counter() - started
         scores = evaluate_sequence(seq / "masks", out / "masks")
         per_frame = scores.groupby("frame")[["J", "F"]].mean()
         jf = (per_frame["J"] + per_frame["F"]) / 2
+        recomputed = summary["previous"]["recomputed_frames"] if summary["previous"] else len(truth)
         rows.append({"sequence": seq.name, "start": start, "round": n, "JF": 100 * jf.mean(), "seconds": seconds,
-                     "corrections": len(summary["corrections"])})  # fmt: skip
+                     "recomputed": recomputed})  # fmt: skip
         worst = int(jf.drop(index=[f for f in given if f in jf.index]).idxmin())
         shutil.copy(truth[worst], annotations / f"{worst:05d}.png")  # the true mask there, as a user would draw
         given.add(worst)
-        shutil.rmtree(out, ignore_errors=True)
+        if previous is not None:
+            shutil.rmtree(previous, ignore_errors=True)
     return rows
 
 

@@ -60,10 +60,14 @@ def _segment(args: argparse.Namespace) -> None:
     if args.mask is not None and args.box:
         raise InputError("give the objects either as a mask or as --box, not both")
     if args.mask is None and not args.box:
-        raise InputError("give the objects to track: a mask PNG (or a folder of masks), or --box X0,Y0,X1,Y1 each")
+        raise InputError(
+            "give the objects to track: a mask PNG (or a folder of masks), or --box X0,Y0,X1,Y1 each"
+        )
     boxes = [Box.parse(text, object_id=i) for i, text in enumerate(args.box, start=1)]
     try:
-        summary = segment(args.video, args.mask, args.out, options, progress, boxes=boxes)
+        summary = segment(
+            args.video, args.mask, args.out, options, progress, boxes=boxes, previous=args.previous
+        )
     except BaseException:
         if bar is not None:
             bar.leave = False  # erase the unfinished bar: the error line is what the user needs to see
@@ -77,6 +81,10 @@ def _segment(args: argparse.Namespace) -> None:
         f"(online training {t['online_training']:.1f} s, propagation {summary['propagation_fps']:.1f} frames/s, "
         f"total {t['total']:.1f} s on {summary['device']})"
     )
+    if summary["previous"]:
+        reused = summary["previous"]
+        print(f"version {summary['version']}: {reused['reused_frames']} frames kept from version {reused['version']}, "
+              f"{reused['recomputed_frames']} segmented again")  # fmt: skip
     if len(summary["mask_frames"]) > 1:
         starts = ", ".join(f"{k} from frame {v}" for k, v in summary["object_start_frames"].items())
         print(f"masks at frames {', '.join(map(str, summary['mask_frames']))}; objects: {starts}")
@@ -142,6 +150,8 @@ def parser() -> argparse.ArgumentParser:
                    help="instead of a mask: a box around an object in frame 0 (pixels, inclusive); once per "
                    "object, ids 1..N in the order given")  # fmt: skip
     p.add_argument("-o", "--out", required=True, help="output folder (must not exist, unless --overwrite)")
+    p.add_argument("--previous", metavar="OUT_BEFORE", default=None,
+                   help="an earlier result of this video: keep what the new masks cannot change, segment the rest")  # fmt: skip
     p.add_argument("--fps", type=float, default=None, help="frame rate of a frames folder (default 24)")
     p.add_argument("--binarize", action="store_true", help="threshold an RGB or anti-aliased mask at 50%%")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")

@@ -76,6 +76,13 @@ class InferenceState:
     # Reference matching: normalised features (N, C) of pixels in annotated frames, and the object index of each.
     reference_features: torch.Tensor | None = None
     reference_objects: torch.Tensor | None = None
+    reference_frames: torch.Tensor | None = None  # the annotated frame each reference row comes from
+    labels: torch.Tensor | None = None  # (h, w) the last frame's result at the model's size: 0, or 1 + object index
+
+    def model_size_ids(self) -> np.ndarray:
+        """The last frame's result at the model's size as object ids (uint8), what `Segmenter.resume` takes."""
+        lut = np.array([0, *self.object_ids], np.uint8)
+        return lut[self.labels.cpu().numpy()]
 
 
 class Segmenter:
@@ -98,15 +105,47 @@ class Segmenter:
     def reset(self) -> None:
         self.state = InferenceState()
 
-    def fork(self, n_objects: int) -> Segmenter:
+    @torch.inference_mode()
+    def resume(
+        self,
+        next_frame: int,
+        annotated: dict[int, tuple[np.ndarray, np.ndarray]],
+        recent: list[np.ndarray],
+        previous_ids: np.ndarray,
+    ) -> None:
+        """Puts the state where a run that went through the frames before `next_frame` left it, so the next step
+        gives what that run's would have: the annotated frames so far ({index: (frame, given labels)}: the objects
+        in order of appearance and their matching references), the last DELTA frames, and the last frame's result
+        at the model's size (`InferenceState.model_size_ids`)."""
+        self.reset()
+        state = self.state
+        for index in sorted(annotated):
+            frame, labels = annotated[index]
+            given = ids_in(labels)
+            state.object_ids += [i for i in given if i not in state.object_ids]
+            state.frame_index = index
+            if self.match:
+                self._remember(self._to_tensor(frame), labels, given)
+        state.frame_index = next_frame - 1
+        state.history.extend(self._to_tensor(frame) for frame in recent[-DELTA:])
+        ids = torch.from_numpy(previous_ids).to(self.device)
+        state.masks = torch.stack([(ids == i) for i in state.object_ids])[:, None].float()
+        state.labels = torch.zeros_like(ids, dtype=torch.long)
+        for j, i in enumerate(state.object_ids):
+            state.labels[ids == i] = j + 1
+
+    def fork(self, n_objects: int, frame: int) -> Segmenter:
         """A segmenter with no frame history that knows this one's first n_objects objects (in order) and their
-        matching references: the start of a reverse pass from a correction."""
+        matching references from annotated frames up to `frame`: the start of a reverse pass from a correction
+        there (which so depends on nothing given later)."""
         other = Segmenter(self.model, self.device, self.size, self.gate, self.match)
         other.state.object_ids = self.state.object_ids[:n_objects]
+        other.state.frame_index = frame - 1
         if self.state.reference_objects is not None:
-            keep = self.state.reference_objects < n_objects
+            keep = (self.state.reference_objects < n_objects) & (self.state.reference_frames <= frame)
             other.state.reference_features = self.state.reference_features[keep]
             other.state.reference_objects = self.state.reference_objects[keep]
+            other.state.reference_frames = self.state.reference_frames[keep]
         return other
 
     def _to_tensor(self, frame: np.ndarray) -> torch.Tensor:
@@ -166,6 +205,7 @@ class Segmenter:
             self._remember(x, mask, given)
         labels_small = self._labels(probs)
         state.masks = torch.stack([(labels_small == j + 1) for j in range(k)])[:, None].float()
+        state.labels = labels_small
         state.history.append(x)
         if mask is not None and not state.object_ids:
             return np.zeros((height, width), np.uint8)
@@ -210,11 +250,13 @@ class Segmenter:
     def _add_reference(self, features: torch.Tensor, index: int) -> None:
         state = self.state
         objects = torch.full((len(features),), index, dtype=torch.long, device=features.device)
+        frames = torch.full_like(objects, state.frame_index)
         if state.reference_features is None:
-            state.reference_features, state.reference_objects = features, objects
+            state.reference_features, state.reference_objects, state.reference_frames = features, objects, frames
         else:
             state.reference_features = torch.cat([state.reference_features, features])
             state.reference_objects = torch.cat([state.reference_objects, objects])
+            state.reference_frames = torch.cat([state.reference_frames, frames])
 
     def _match(self, features: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
         """(K, h, w) factors in [0, 1]: 1 where a pixel matches the object's reference at least as well as any other

@@ -30,13 +30,14 @@ from .annotations import Annotations, backward_spans
 from .errors import Cancelled, InputError, OutputError, SegmentationError
 from .inference import Segmenter, gated, model_size
 from .masks import read_mask, read_masks, write_mask
-from .model import ABLATIONS
-from .online import POOL, budget_for, fine_tune
+from .model import ABLATIONS, DELTA
+from .online import POOL, OnlineBudget, budget_for, fine_tune
 from .paths import kind_of, user_path
 from .prompts import Box, mask_from_boxes
 from .render import overlay
 from .runtime import pick_device, tune_allocator
 from .trajectory import frame_rows, object_stats, read_csv, write_csv
+from .versions import Previous, first_changed, load_previous, save_annotation, save_decoder, save_forward
 from .video import VideoWriter, iter_frames, probe
 from .weights import load_model, weights_path
 
@@ -192,18 +193,21 @@ def segment(
     progress: Callable[[Progress], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     boxes: Sequence[Box] = (),
+    previous: str | os.PathLike | None = None,
 ) -> dict:
     """Segments every frame of `video` from the objects in `masks`: frame 0's mask PNG, or a folder of mask PNGs
     named by frame (00000.png, 00005.png, ...; see masks.read_masks) for objects that appear later, and/or `boxes`
     (prompts.Box: one per object and frame, made into masks by the model). A known object given again at a later
-    frame is a correction, which reaches backward too (annotations.py). Returns the summary (also in
+    frame is a correction, which reaches backward too (annotations.py). `previous`: an earlier result of this video,
+    of which only what the changed annotations reach is segmented again (versions.py). Returns the summary (also in
     OUT/summary.json). Raises InputError, WeightsError or Cancelled with a one-line message."""
     options = _as_options(options)
     tune_allocator()  # process-wide and idempotent: every entry point (CLI, dashboard job, Celery) gets it
     check_options(options)
     video = user_path(video, "video")
     mask_source = user_path(masks, "mask") if masks is not None else None
-    out_dir = _check_out_dir(out_dir, options.overwrite, (video, mask_source) if mask_source else (video,))
+    inputs = (video, *(p for p in (mask_source, previous) if p is not None))
+    out_dir = _check_out_dir(out_dir, options.overwrite, inputs)
     report = progress or (lambda p: None)
     started = time.perf_counter()
 
@@ -214,14 +218,16 @@ def segment(
         options.binarize,
     )  # fmt: skip
     given = Annotations.of(given, list(boxes), (info.width, info.height), info.frame_count)
+    earlier = load_previous(previous, info, options) if previous is not None else None
     device = pick_device(options.device)
     short_side = options.short_side
     retries: list[dict] = []
     while True:
         try:
             summary = _segment_once(
-                video, info, given, out_dir, options, device, short_side, report, cancel, started, retries
-            )
+                video, info, given, out_dir, options, device, short_side, report, cancel, started, retries,
+                earlier if short_side == options.short_side else None,  # after an out-of-memory retry: all frames
+            )  # fmt: skip
             break
         except torch.cuda.OutOfMemoryError as error:
             plans = _fallbacks(device, short_side)
@@ -261,11 +267,15 @@ def _segment_once(
     cancel: Callable[[], bool] | None,
     started: float,
     retries: list[dict],
+    previous: Previous | None = None,
 ) -> dict:
-    """One attempt: loads the model on `device`, runs at `short_side` and publishes OUT."""
+    """One attempt: loads the model on `device`, runs at `short_side` and publishes OUT. With `previous` (an earlier
+    result of this video, versions.py) only the frames the changed annotations can reach are segmented again."""
     timings = {"decode": 0.0, "online_training": 0.0, "propagation": 0.0, "write_masks": 0.0, "render": 0.0}
     model, weights_meta = load_model(options.weights, device)
     model.ablate = frozenset(options.ablate)
+    if previous is not None:
+        model.decoder.load_state_dict(previous.decoder_state())  # as online training left it for that version
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
     size = model_size(info.width, info.height, short_side)
@@ -284,8 +294,12 @@ def _segment_once(
         examples, cached = _read_annotated(video, info, annotations, spans, model, device, size, options, report,
                                            check_cancel, timings)  # fmt: skip
         object_ids = annotations.object_ids
+        for frame in annotations.frames:
+            save_annotation(tmp, frame, annotations.at(frame))
 
         budget = budget_for(options.preset, device, options.online_seconds)
+        if previous is not None:
+            budget = OnlineBudget(0, 0)
         t = time.perf_counter()
         if fault_hook:
             fault_hook("online training")
@@ -300,6 +314,9 @@ def _segment_once(
         online = fine_tune(model, examples, device, budget, online_progress, gate=gate)
         online["objects"] = object_ids
         online["annotated_frames"] = [frame for frame, _ in _example_frames(annotations)]
+        if previous is not None:
+            online = {**previous.summary.get("online_training", {}), "reused_from_version": previous.version}
+        save_decoder(tmp, model.decoder)
         timings["online_training"] = time.perf_counter() - t
 
         def mask_path(index: int) -> Path:
@@ -308,6 +325,13 @@ def _segment_once(
             return tmp / "masks" / f"{name}.png"
 
         segmenter = Segmenter(model, device, size, gate=options.gate, match=options.match)
+        # With a previous version: its masks are kept before `resume_at`, and the forward pass resumes there.
+        resume_at = first_changed(previous, annotations, spans, max(info.frame_count, 1)) if previous else 0
+        spans = [span for span in spans if span.frame >= resume_at]
+        kept: dict[
+            int, tuple[np.ndarray, np.ndarray]
+        ] = {}  # annotated frames before resume_at, at model size
+        recent: list[np.ndarray] = []
         reverse_frames = sum(span.frame - 1 - span.stop for span in spans)
         total = max(info.frame_count, 1) + reverse_frames
         rows: list[dict] = []
@@ -317,7 +341,7 @@ def _segment_once(
         # Without corrections the overlay is drawn as the masks come; with them, after the reverse passes.
         with (
             VideoWriter(tmp / "overlay.mp4", *shown, info.fps)
-            if not spans
+            if not spans and previous is None
             else contextlib.nullcontext() as writer
         ):
             frames = iter_frames(video, fps=options.fps)
@@ -328,6 +352,19 @@ def _segment_once(
                 raise InputError(f"no frames could be decoded from {video}")
             while frame is not None:
                 check_cancel()
+                if count < resume_at:  # unchanged since the previous version
+                    shutil.copyfile(previous.folder / "masks" / mask_path(count).name, mask_path(count))
+                    save_forward(tmp, count, previous.forward_ids(count))
+                    small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+                    if count in annotations.frames:
+                        kept[count] = (small, annotations.at(count))
+                    recent = [*recent[-(DELTA - 1) :], small]
+                    count += 1
+                    report(Progress("propagation", count, total))
+                    frame = next(frames, None)
+                    continue
+                if count == resume_at and count > 0:
+                    segmenter.resume(count, kept, recent, previous.forward_ids(count - 1))
                 if fault_hook:
                     fault_hook("propagation")
                 t = time.perf_counter()
@@ -336,6 +373,7 @@ def _segment_once(
 
                 t = time.perf_counter()
                 write_mask(mask_path(count), labels)
+                save_forward(tmp, count, segmenter.state.model_size_ids())
                 timings["write_masks"] += time.perf_counter() - t
 
                 now = time.perf_counter()
@@ -371,7 +409,7 @@ def _segment_once(
         for span in spans:
             done = _reverse_pass(span, segmenter, annotations, cached, mask_path, (info.width, info.height),
                                  timings, check_cancel, lambda n: report(Progress("propagation", n, total)), done)  # fmt: skip
-        if spans:
+        if writer is None:
             rows = _render(video, options, info, shown, count, mask_path, object_ids, tmp, timings, report)
         cached.clear()
 
@@ -379,6 +417,15 @@ def _segment_once(
         timings["total"] = time.perf_counter() - started
         summary = {
             "engine": f"stcnn {__version__}",
+            # Each correction run from a previous result is a new version of it (versions.py).
+            "version": previous.version + 1 if previous else 1,
+            "previous": None
+            if previous is None
+            else {
+                "version": previous.version,
+                "reused_frames": min(resume_at, count),
+                "recomputed_frames": count - min(resume_at, count) + reverse_frames,
+            },  # fmt: skip
             "video": {
                 "source": Path(video).name,
                 "width": info.width,
@@ -414,7 +461,9 @@ def _segment_once(
             "options": {**asdict(options), "weights": options.weights and Path(options.weights).name},
             "online_training": online,
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
-            "propagation_fps": round((count + reverse_frames) / max(timings["propagation"], 1e-6), 2),
+            "propagation_fps": round(
+                (count - min(resume_at, count) + reverse_frames) / max(timings["propagation"], 1e-6), 2
+            ),
             "object_stats": {
                 str(k): v for k, v in object_stats(read_csv(tmp / "trajectory.csv"), info.fps).items()
             },
@@ -502,7 +551,7 @@ def _reverse_pass(
     result for the corrected objects. Returns the propagation frames done so far."""
     starts = annotations.starts
     known = sum(1 for o in forward.state.object_ids if starts[o] <= span.frame)
-    backward = forward.fork(known)
+    backward = forward.fork(known, span.frame)
     start = read_mask(mask_path(span.frame))  # the correction with the other objects as propagated there
     backward.step(cached[span.frame], start, out_size=out_size, remember=False)
     for index in range(span.frame - 1, span.stop, -1):

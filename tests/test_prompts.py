@@ -166,3 +166,88 @@ def test_a_correction_past_the_last_frame_or_unreadable_is_refused(tmp_path):
     with pytest.raises(InputError, match="names frame 9, but the video has 6 frame"):
         segment(clip.video, masks, tmp_path / "out", STILL)
     assert not (tmp_path / "out").exists()
+
+
+def _masks_folder(folder, clip, frames_ids: dict[int, int]):
+    """A masks folder with, at each frame, object 1 drawn where the clip's object `frames_ids[frame]` is."""
+    folder.mkdir()
+    for frame, truth_id in frames_ids.items():
+        truth = read_mask(clip.gt_dir / f"{frame:05d}.png")
+        write_mask(folder / f"{frame:05d}.png", (truth == truth_id).astype(np.uint8))
+    return folder
+
+
+def test_previous_recomputes_only_what_a_correction_reaches(tmp_path, monkeypatch):
+    from segmentation.inference import Segmenter
+
+    clip = make_clip(tmp_path / "clip", n_frames=16, size=(192, 128), n_objects=2, seed=0)
+    before = tmp_path / "before"
+    segment(clip.video, _masks_folder(tmp_path / "m1", clip, {0: 1}), before, STILL)
+    corrected = _masks_folder(tmp_path / "m2", clip, {0: 1, 12: 2})
+
+    steps = []
+    real_step = Segmenter.step
+    monkeypatch.setattr(Segmenter, "step", lambda self, *a, **k: steps.append(1) or real_step(self, *a, **k))
+    again = segment(clip.video, corrected, tmp_path / "again", STILL, previous=before)
+    # The reverse pass from 12 reaches back to frame 7 (nearer 12 than 0): frames 0-6 are kept as they were.
+    assert again["version"] == 2
+    assert again["previous"] == {"version": 1, "reused_frames": 7, "recomputed_frames": 9 + 5}
+    assert len(steps) == 9 + 1 + 5  # forward 7-15, the reverse pass's start at 12, then 11 down to 7
+    monkeypatch.setattr(Segmenter, "step", real_step)
+
+    full = segment(clip.video, corrected, tmp_path / "full", STILL)
+    assert full["version"] == 1 and full["previous"] is None
+    for t in range(16):
+        name = f"{t:05d}.png"
+        assert np.array_equal(
+            read_mask(tmp_path / "again" / "masks" / name), read_mask(tmp_path / "full" / "masks" / name)
+        ), t
+    for t in range(7):
+        name = f"{t:05d}.png"
+        assert (tmp_path / "again" / "masks" / name).read_bytes() == (before / "masks" / name).read_bytes()
+    assert (tmp_path / "again" / "trajectory.csv").read_text() == (
+        tmp_path / "full" / "trajectory.csv"
+    ).read_text()
+
+
+def test_previous_keeps_the_earlier_decoder(tmp_path):
+    clip = make_clip(tmp_path / "clip", n_frames=8, size=(160, 96), n_objects=1, seed=1)
+    before = tmp_path / "before"
+    first = segment(clip.video, clip.mask, before, SegmentOptions(online_seconds=2))
+    masks = _masks_folder(tmp_path / "m", clip, {0: 1, 6: 1})
+    again = segment(clip.video, masks, tmp_path / "again", SegmentOptions(online_seconds=2), previous=before)
+    assert again["online_training"]["reused_from_version"] == 1
+    assert again["online_training"]["iterations"] == first["online_training"]["iterations"]
+    assert again["timings_s"]["online_training"] < 1
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda tmp, before: tmp / "nowhere", "not found"),
+        (lambda tmp, before: (tmp / "empty").mkdir() or tmp / "empty", "no readable summary.json"),
+    ],
+)
+def test_a_previous_result_that_cannot_be_used(tmp_path, make, message):
+    clip = _two_object_clip(tmp_path)
+    with pytest.raises(InputError, match=message):
+        segment(clip.video, clip.mask, tmp_path / "out", STILL, previous=make(tmp_path, None))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_previous_result_of_another_video_or_size_is_refused(tmp_path):
+    clip = _two_object_clip(tmp_path)
+    before = tmp_path / "before"
+    segment(clip.video, clip.mask, before, STILL)
+    with pytest.raises(InputError, match="was made with short_side 256, this run asks 320"):
+        segment(
+            clip.video,
+            clip.mask,
+            tmp_path / "out",
+            SegmentOptions(online_seconds=0, short_side=320),
+            previous=before,
+        )
+    other = make_clip(tmp_path / "other", n_frames=6, size=(128, 96), n_objects=1, seed=1)
+    with pytest.raises(InputError, match="160x96 video of 6 frames, not this one"):
+        segment(other.video, other.mask, tmp_path / "out", STILL, previous=before)
+    assert not (tmp_path / "out").exists()
