@@ -13,7 +13,7 @@ import pandas as pd
 
 VALIDATION = ["car-turn", "dance-jump", "kite-walk", "motocross-bumps", "stroller"]  # kept out of training
 
-# name: run_benchmark options. "ablate" feeds zeros for that decoder input, in online training too.
+# name: SegmentOptions fields. "ablate" feeds zeros for that decoder input, in online training too.
 CONFIGS = {
     "default (online training, balanced 20 s; gate)": {},
     "online training, fast preset (6 s)": {"preset": "fast"},
@@ -32,6 +32,7 @@ CONFIGS = {
 
 def main() -> None:
     from segmentation.benchmark import run_benchmark
+    from segmentation.options import SegmentOptions
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", nargs="?", default="../shared/data/davis2016-train")
@@ -44,7 +45,9 @@ def main() -> None:
         if args.only and not any(s in name for s in args.only):
             continue
         print(f"== {name}", flush=True)
-        table = run_benchmark(args.data, VALIDATION, weights=args.weights, baseline=baseline, **options)
+        table = run_benchmark(
+            args.data, VALIDATION, SegmentOptions(weights=args.weights, **options), baseline=baseline
+        )
         mean = table.iloc[-1]
         if baseline:
             rows.append({"configuration": "optical-flow baseline (Farneback, no learning)",

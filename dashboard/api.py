@@ -41,6 +41,7 @@ api = Blueprint("api", __name__, url_prefix="/api")
 log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
 FILE_FIELDS = ("video", "mask", "masks", "gt")
+TEXT_FIELDS = ("name", "boxes")  # the form's fields that are not files or options
 REPEATABLE = ("masks",)  # masks for later frames: PNGs named by frame (00005.png), or zips of them
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
@@ -229,7 +230,7 @@ def create_run():
             mask=None if mask is None else Path(mask.stream.name),  # (a FileStorage without a name is falsy)
             mask_name=clean_name(None if mask is None else mask.filename, "the mask"),
             more_masks=[(Path(f.stream.name), clean_name(f.filename, "a mask")) for f in files.getlist("masks")],
-            name=form.get("name", ""), options=parse_options(form),
+            name=form.get("name", ""), options=parse_options(form, TEXT_FIELDS),
             gt_zip=Path(files["gt"].stream.name) if "gt" in files else None,
             boxes=parse_boxes(form["boxes"]) if "boxes" in form else None,
         )  # fmt: skip

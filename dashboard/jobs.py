@@ -30,7 +30,6 @@ _STAGE_SPAN = {
     "encode": (0.9, 1.0),
     "done": (1.0, 1.0),
 }
-_OPTION_NAMES = ("device", "preset", "online_seconds", "fps", "binarize", "short_side")
 
 
 def file_sha256(path: Path) -> str:
@@ -186,11 +185,10 @@ def _execute(storage: Storage, run: dict, worker: str) -> str:
             run_id, stage="decode", input_hash=file_sha256(video), width=info.width, height=info.height,
             fps=info.fps, frame_count=info.frame_count,
         )  # fmt: skip
-        options = {k: v for k, v in run["options"].items() if k in _OPTION_NAMES and v not in (None, "")}
         result_dir = storage.result_dir(run_id)
         shutil.rmtree(result_dir, ignore_errors=True)
         summary = segment(
-            video, storage.input_mask(run_id), result_dir, SegmentOptions(**options),
+            video, storage.input_mask(run_id), result_dir, SegmentOptions.of(run["options"]),
             progress=reporter, cancel=reporter.should_cancel, boxes=_boxes(storage, run_id),
         )  # fmt: skip
         storage.update_run(

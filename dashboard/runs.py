@@ -6,7 +6,7 @@ import re
 import shutil
 import uuid
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from functools import partial
 from pathlib import Path
@@ -14,9 +14,11 @@ from pathlib import Path
 from dashboard.archives import open_pngs, unpack
 from dashboard.checks import check_boxes, check_inputs, user_message
 from dashboard.storage import Storage
+from segmentation.options import SegmentOptions  # no torch: the web process checks submissions with it
 
-PRESETS = ("fast", "balanced", "quality")
-DEVICES = ("auto", "cpu", "cuda")
+# The options a run submitted over the web may set: not weights (a path on the server), overwrite (the job owns
+# its result folder) or ablate (for ablation studies).
+RUN_OPTIONS = tuple(name for name in SegmentOptions.model_fields if name not in ("weights", "overwrite", "ablate"))
 
 # kind -> (file inside the run folder, mime type, download name suffix)
 FILE_KINDS = {
@@ -42,36 +44,23 @@ def clean_name(text: str | None, default: str = "") -> str:
     return _CONTROL.sub("", str(text or ""))[-200:] or default
 
 
-def parse_options(raw: dict) -> dict:
-    """Options from a form or JSON body -> the SegmentOptions fields we pass on, checked by the engine's own
-    check_options (so a bad value is a 400 now, with the engine's message, rather than a failed run later)."""
+def parse_options(raw: Mapping, other_fields: Collection[str] = ()) -> dict:
+    """A submission's options (a form's text, or the New run page's values) -> the run's options, checked by
+    the engine's own model, so a value the engine would refuse is a 400 now, with the engine's message naming
+    the option, rather than a failed run later. Fields that are neither options a run may set (RUN_OPTIONS) nor
+    `other_fields` are refused."""
     from segmentation.errors import InputError
-    from segmentation.pipeline import SegmentOptions, check_options
 
-    options: dict = {
-        "preset": (raw.get("preset") or "balanced").strip(),
-        "device": (raw.get("device") or "auto").strip(),
-    }
-    for key in ("online_seconds", "fps"):
-        value = raw.get(key)
-        if value not in (None, ""):
-            try:
-                options[key] = float(value)
-            except (TypeError, ValueError):
-                raise BadRequest(f"{key} must be a number") from None
-    value = raw.get("short_side")
-    if value not in (None, ""):  # the model's working resolution: lower is faster (tests, previews)
-        try:
-            options["short_side"] = int(str(value).strip())
-        except ValueError:
-            raise BadRequest("short_side must be a whole number of pixels") from None
-    options["binarize"] = str(raw.get("binarize", "")).lower() in ("1", "true", "on", "yes")
-    for key, value in options.items():  # one at a time, so the message can name the form field
-        try:
-            check_options(SegmentOptions(**{key: value}))
-        except InputError as exc:
-            raise BadRequest(f"{key}: {exc}") from None
-    return options
+    unknown = sorted(set(raw) - set(RUN_OPTIONS) - set(other_fields))
+    if unknown:
+        shown = ", ".join(repr(name[:40]) for name in unknown)
+        raise BadRequest(f"Unknown field(s): {shown}; a run's options are {', '.join(RUN_OPTIONS)}.")
+    try:
+        options = SegmentOptions.from_form({name: raw[name] for name in RUN_OPTIONS if name in raw})
+    except InputError as exc:
+        raise BadRequest(str(exc)) from None
+    # Every option the run will use, so that a rerun does the same whatever the defaults become.
+    return options.model_dump(include=set(RUN_OPTIONS), exclude_none=True)
 
 
 def _stage_masks(

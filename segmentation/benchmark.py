@@ -67,21 +67,16 @@ def flow_baseline(frames_dir: Path, first_mask: np.ndarray) -> list[np.ndarray]:
 def run_benchmark(
     data,
     sequences: list[str] | None = None,
-    device: str = "auto",
-    preset: str = "balanced",
-    online_seconds: float | None = None,
-    short_side: int = 256,
+    options: SegmentOptions | dict | None = None,
+    *,
     out: str | None = None,
-    weights: str | None = None,
     baseline: bool = True,
-    gate: bool = True,
-    ablate: tuple[str, ...] = (),
 ) -> pd.DataFrame:
+    """Segments each sequence with `options` (SegmentOptions or a dict of its fields) and prints the table."""
     dirs = sequence_dirs([data])
     if sequences:
         dirs = [d for d in dirs if d.name in set(sequences)]
-    options = SegmentOptions(device=device, preset=preset, online_seconds=online_seconds, short_side=short_side,
-                             weights=weights, overwrite=True, gate=gate, ablate=tuple(ablate))  # fmt: skip
+    options = SegmentOptions.of(options).replace(overwrite=True)  # OUT holds one folder per sequence
     keep = Path(out) if out else Path(tempfile.mkdtemp(prefix="stcnn-benchmark-"))
     rows = []
     for seq in dirs:
@@ -128,10 +123,9 @@ def run_benchmark(
     ]:
         shown[column] = 100 * shown[column]
     print(shown.round(1).to_string(index=False))
-    online = (
-        "off" if online_seconds == 0 else f"{online_seconds:g} s" if online_seconds else f"preset {preset}"
-    )
-    off = f"; switched off: {', '.join(ablate)}" if ablate else ""
-    print(f"device: {summary['device']}; online training: {online}; gate: {gate}{off}; "
+    seconds = options.online_seconds
+    online = "off" if seconds == 0 else f"{seconds:g} s" if seconds else f"preset {options.preset}"
+    off = f"; switched off: {', '.join(options.ablate)}" if options.ablate else ""
+    print(f"device: {summary['device']}; online training: {online}; gate: {options.gate}{off}; "
           f"internal size {summary['model']['internal_size']}")  # fmt: skip
     return table

@@ -20,25 +20,50 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"stcnn: error: {text} (see: {self.prog} --help)\n")
 
 
+def _add_option(p: argparse.ArgumentParser, name: str, flag: str | None = None) -> None:
+    """A flag for one SegmentOptions field, whose type, choices, default and help come from the model, so the
+    command line cannot drift from what the engine takes. A switch that is on by default becomes --no-NAME."""
+    from .options import SegmentOptions, choices, expected, kind
+
+    field = SegmentOptions.model_fields[name]
+    wanted, default, listed = kind(field), field.default, choices(field)
+    text = field.description.replace("%", "%%")  # argparse %-formats help
+    if wanted is bool:
+        flag = flag or f"--{'no-' if default else ''}{name.replace('_', '-')}"
+        action = "store_false" if default else "store_true"
+        p.add_argument(flag, dest=name, action=action, help=f"do not {text}" if default else text)
+    else:
+        flag = flag or f"--{name.replace('_', '-')}"
+        shown = [expected(field)] if wanted in (int, float) else []
+        shown += [f"default {default}"] if default not in (None, ()) else []
+        help_text = f"{text} ({'; '.join(shown)})" if shown else text
+        kwargs = {"nargs": "+"} if wanted is tuple else {"type": wanted}
+        if not listed:
+            kwargs["metavar"] = flag.lstrip("-").replace("-", "_").upper()  # --size SIZE, not SHORT_SIDE
+        p.add_argument(flag, dest=name, choices=listed, default=default, help=help_text, **kwargs)
+    p.set_defaults(option_flags={**(p.get_default("option_flags") or {}), name: flag})
+
+
+def _options(args: argparse.Namespace):
+    """The SegmentOptions the command line asks for; a bad value is named by its flag (--size, not short_side)."""
+    from .errors import InputError
+    from .options import OptionError, SegmentOptions
+
+    flags = args.option_flags
+    try:
+        return SegmentOptions.of({name: getattr(args, name) for name in flags})
+    except OptionError as error:
+        raise InputError(f"{flags[error.option]}: {error.problem}") from None
+
+
 def _segment(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from .errors import InputError
-    from .pipeline import SegmentOptions, segment
+    from .pipeline import segment
     from .prompts import Box
 
-    options = SegmentOptions(
-        device=args.device,
-        preset=args.preset,
-        online_seconds=args.online_seconds,
-        fps=args.fps,
-        binarize=args.binarize,
-        overwrite=args.overwrite,
-        short_side=args.size,
-        gate=not args.no_gate,
-        match=not args.no_match,
-        weights=args.weights,
-    )
+    options = _options(args)
     bar: tqdm | None = None
     bar_stage = ""  # kept here: a disabled tqdm (no terminal) has no .desc
 
@@ -111,10 +136,8 @@ def _benchmark(args: argparse.Namespace) -> None:
     from .benchmark import run_benchmark
 
     run_benchmark(
-        args.data, sequences=args.sequences or None, device=args.device, preset=args.preset,
-        online_seconds=args.online_seconds, short_side=args.size, out=args.out, weights=args.weights,
-        baseline=not args.no_baseline, gate=not args.no_gate, ablate=args.ablate,
-    )  # fmt: skip
+        args.data, args.sequences or None, _options(args), out=args.out, baseline=not args.no_baseline
+    )
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -130,16 +153,16 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
+    from .options import DEVICES
+
     top = _Parser(prog="stcnn", description="STCNN video object segmentation")
     sub = top.add_subparsers(dest="command", required=True)
 
     def model_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto picks the GPU")
-        p.add_argument("--preset", default="balanced", choices=["fast", "balanced", "quality"],
-                       help="online-training budget (default balanced: about 20 s on CPU, 3 s on GPU)")  # fmt: skip
-        p.add_argument("--online-seconds", type=float, default=None, help="online-training time (0: none)")
-        p.add_argument("--size", type=int, default=256, help="internal resolution, short side in pixels")
-        p.add_argument("--weights", default=None, help="checkpoint (default: the shipped weights/stcnn.pt)")
+        for name in ("device", "preset", "online_seconds"):
+            _add_option(p, name)
+        _add_option(p, "short_side", "--size")
+        _add_option(p, "weights")
 
     p = sub.add_parser("segment", help="segment a video from its first-frame mask or boxes (and later masks)")
     p.add_argument("video", help="video file, or a folder of JPEG/PNG frames sorted by name")
@@ -152,14 +175,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True, help="output folder (must not exist, unless --overwrite)")
     p.add_argument("--previous", metavar="OUT_BEFORE", default=None,
                    help="an earlier result of this video: keep what the new masks cannot change, segment the rest")  # fmt: skip
-    p.add_argument("--fps", type=float, default=None, help="frame rate of a frames folder (default 24)")
-    p.add_argument("--binarize", action="store_true", help="threshold an RGB or anti-aliased mask at 50%%")
-    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
-    p.add_argument(
-        "--no-gate", action="store_true", help="let a single object leave its dilated previous mask"
-    )
-    p.add_argument("--no-match", action="store_true",
-                   help="with 2+ objects, do not arbitrate between them by their first-mask features")  # fmt: skip
+    for name in ("fps", "binarize", "overwrite", "gate", "match"):
+        _add_option(p, name)
     model_options(p)
     p.set_defaults(run=_segment)
 
@@ -174,11 +191,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sequences", nargs="*", help="only these sequences")
     p.add_argument("--out", default=None, help="also keep the predicted masks here")
     p.add_argument("--no-baseline", action="store_true", help="skip the optical-flow baseline")
-    p.add_argument(
-        "--no-gate", action="store_true", help="let a single object leave its dilated previous mask"
-    )
-    p.add_argument("--ablate", nargs="+", default=[], choices=["temporal", "mask"],  # model.ABLATIONS
-                   help="ablation study: feed zeros for these decoder inputs, in online training too")  # fmt: skip
+    _add_option(p, "gate")
+    _add_option(p, "ablate")
     model_options(p)
     p.set_defaults(run=_benchmark)
 
@@ -199,7 +213,7 @@ def parser() -> argparse.ArgumentParser:
                    help="share of samples (0-1) with the target moved onto another sequence's background")  # fmt: skip
     p.add_argument("--init", default="", help="start from these weights (--temporal-iters 0: joint only)")
     p.add_argument("--resume", action="store_true", help="carry on from OUT/last.pt")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", default="auto", choices=DEVICES)
     p.set_defaults(run=_train)
     return top
 

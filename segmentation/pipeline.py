@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
-import numbers
 import os
 import platform
 import shutil
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
@@ -30,8 +28,9 @@ from .annotations import Annotations, backward_spans
 from .errors import Cancelled, InputError, OutputError, SegmentationError
 from .inference import Segmenter, gated, model_size
 from .masks import read_mask, read_masks, write_mask
-from .model import ABLATIONS, DELTA
+from .model import DELTA
 from .online import POOL, OnlineBudget, budget_for, fine_tune
+from .options import SegmentOptions
 from .paths import kind_of, user_path
 from .prompts import Box, mask_from_boxes
 from .render import overlay
@@ -53,23 +52,6 @@ fault_hook: Callable[[str], None] | None = None
 
 
 @dataclass
-class SegmentOptions:
-    device: str = "auto"  # auto | cpu | cuda
-    preset: str = "balanced"  # fast | balanced | quality: the online-training budget
-    online_seconds: float | None = None  # overrides the preset's time budget; 0 turns online training off
-    fps: float | None = None  # for a folder of frames (default 24)
-    binarize: bool = False  # accept RGB / anti-aliased masks by thresholding them
-    overwrite: bool = False
-    short_side: int = 256  # the model's internal resolution; masks are upsampled to the video's size
-    # Keep predictions near the dilated previous mask (STCNN's prior), with online training counting only that
-    # region: J&F 78.0 against 76.7 on the held-out DAVIS sequences. Always on for 2+ objects.
-    gate: bool = True
-    match: bool = True  # with 2+ objects, arbitrate between them by their first-mask features (inference.py)
-    ablate: tuple[str, ...] = ()  # ablation studies only: model inputs to switch off (model.ABLATIONS)
-    weights: str | None = None  # default: weights/stcnn.pt or STCNN_WEIGHTS
-
-
-@dataclass
 class Progress:
     stage: str
     done: int
@@ -80,49 +62,12 @@ class Progress:
 
 def _as_options(options) -> SegmentOptions:
     """SegmentOptions, or a dict of its fields (as a JSON body gives them)."""
-    if options is None:
-        return SegmentOptions()
-    if isinstance(options, dict):
-        unknown = sorted(set(map(str, options)) - {f.name for f in fields(SegmentOptions)})
-        if unknown:
-            raise InputError(f"unknown option(s): {', '.join(unknown)}")
-        return SegmentOptions(**options)
-    if not isinstance(options, SegmentOptions):
-        raise InputError(f"options must be SegmentOptions or a dict, got {type(options).__name__}")
-    return options
-
-
-def _number(value, integral: bool = False) -> bool:
-    kind = numbers.Integral if integral else numbers.Real
-    return isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
+    return SegmentOptions.of(options)
 
 
 def check_options(options: SegmentOptions) -> None:
-    """The one check of the options (the dashboard runs it too, at submission): InputError for the first bad one."""
-    from .online import PRESETS
-
-    if not isinstance(options.preset, str) or options.preset not in PRESETS:
-        raise InputError(f"unknown preset {options.preset!r}: use one of {', '.join(PRESETS)}")
-    if not isinstance(options.device, str) or options.device not in ("auto", "cpu", "cuda"):
-        raise InputError(f"unknown device {options.device!r}: use auto, cpu or cuda")
-    if options.online_seconds is not None and not (
-        _number(options.online_seconds) and 0 <= options.online_seconds <= 3600
-    ):
-        raise InputError(f"online training seconds must be in 0..3600, got {options.online_seconds!r}")
-    if options.fps is not None and not (_number(options.fps) and 0 < options.fps <= 1000):
-        raise InputError(f"fps must be a number above 0 and at most 1000, got {options.fps!r}")
-    if not (_number(options.short_side, integral=True) and 64 <= options.short_side <= 1080):
-        raise InputError(
-            f"internal resolution (short side) must be a whole number of pixels between 64 and 1080, "
-            f"got {options.short_side!r}"
-        )
-    if not isinstance(options.ablate, (list, tuple)) or not set(options.ablate) <= set(ABLATIONS):
-        raise InputError(f"ablate takes a list of {', '.join(ABLATIONS)}, got {options.ablate!r}")
-    for name in ("binarize", "overwrite", "gate", "match"):
-        if not isinstance(getattr(options, name), bool):
-            raise InputError(f"option {name} must be true or false, got {getattr(options, name)!r}")
-    if options.weights is not None:
-        user_path(options.weights, "weights")
+    """Checks the options again (the model checks them when made): InputError for the first bad one."""
+    SegmentOptions.of(dict(_as_options(options)))
 
 
 def _hidden(out_dir: Path, kind: str) -> Path:
@@ -189,7 +134,7 @@ def segment(
     video: str | os.PathLike,
     masks: str | os.PathLike | None,
     out_dir: str | os.PathLike,
-    options: SegmentOptions | None = None,
+    options: SegmentOptions | dict | None = None,
     progress: Callable[[Progress], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     boxes: Sequence[Box] = (),
@@ -201,9 +146,8 @@ def segment(
     frame is a correction, which reaches backward too (annotations.py). `previous`: an earlier result of this video,
     of which only what the changed annotations reach is segmented again (versions.py). Returns the summary (also in
     OUT/summary.json). Raises InputError, WeightsError or Cancelled with a one-line message."""
-    options = _as_options(options)
+    options = SegmentOptions.of(options)  # checked when made
     tune_allocator()  # process-wide and idempotent: every entry point (CLI, dashboard job, Celery) gets it
-    check_options(options)
     video = user_path(video, "video")
     mask_source = user_path(masks, "mask") if masks is not None else None
     inputs = (video, *(p for p in (mask_source, previous) if p is not None))
@@ -458,7 +402,7 @@ def _segment_once(
             # Earlier attempts that ran out of GPU memory, each with the device and size it had.
             "retries": retries,
             "device": _device_name(device),
-            "options": {**asdict(options), "weights": options.weights and Path(options.weights).name},
+            "options": {**options.model_dump(), "weights": options.weights and Path(options.weights).name},
             "online_training": online,
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
             "propagation_fps": round(

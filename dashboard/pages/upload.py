@@ -16,8 +16,12 @@ from dashboard import ui
 from dashboard.context import ctx
 from dashboard.runs import BadRequest, check_run_inputs, parse_options, start_run
 from dashboard.storage import RunNotFound
+from segmentation.options import DEVICES, PRESETS, SegmentOptions, bounds
 
 PATH, NAME = "/upload", "New run"
+_FIELDS = SegmentOptions.model_fields  # the choices and defaults, as the engine has them
+_DEVICE_LABELS = {"auto": "Automatic (GPU if there is one)", "cpu": "CPU", "cuda": "CUDA GPU"}
+_MIN_SECONDS = bounds(_FIELDS["online_seconds"])["ge"]
 
 
 def _file_picker(kind: str, label: str, accept: str, help_text: str, multiple: bool = False) -> html.Div:
@@ -53,33 +57,26 @@ def layout(**_query):
                 dbc.Label("Quality", className="fw-semibold"),
                 dbc.RadioItems(
                     id="preset",
-                    value="balanced",
+                    value=_FIELDS["preset"].default,
                     inline=True,
-                    options=[
-                        {"label": "Fast", "value": "fast"},
-                        {"label": "Balanced", "value": "balanced"},
-                        {"label": "Quality", "value": "quality"},
-                    ],
+                    options=[{"label": preset.capitalize(), "value": preset} for preset in PRESETS],
                 ),  # fmt: skip
                 dbc.FormText("More quality = longer tuning on the first frame.", className="d-block mb-2"),
                 dbc.Label("Device", className="fw-semibold"),
                 dbc.Select(
                     id="device",
-                    value="auto",
-                    options=[
-                        {"label": "Automatic (GPU if there is one)", "value": "auto"},
-                        {"label": "CPU", "value": "cpu"},
-                        {"label": "CUDA GPU", "value": "cuda"},
-                    ],
+                    value=_FIELDS["device"].default,
+                    options=[{"label": _DEVICE_LABELS.get(device, device), "value": device} for device in DEVICES],
                 ),  # fmt: skip
                 dbc.Checkbox(
                     id="binarize",
-                    value=False,
+                    value=_FIELDS["binarize"].default,
                     className="mt-3",
                     label="Soft or RGB mask (grey edges, a photo editor's export): threshold it, everything painted = one object",
                 ),  # fmt: skip
                 dbc.Label("First-frame tuning budget (seconds, optional)", className="fw-semibold mt-2"),
-                dbc.Input(id="online-seconds", type="number", min=0, step=1, placeholder="from the preset"),
+                # (no max: a value above the limit gets the server's message, which says what the limit is)
+                dbc.Input(id="online-seconds", type="number", min=_MIN_SECONDS, step=1, placeholder="from the preset"),
                 html.Hr(),
                 _file_picker(
                     "gt",
