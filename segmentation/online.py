@@ -27,15 +27,18 @@ from .model import DELTA, STCNN, normalise, segmentation_loss
 
 @dataclass(frozen=True)
 class OnlineBudget:
+    """A number of iterations, so the same video and options give the same masks on any machine; the seconds are
+    only a safety net for a machine far slower than planned (the summary says when they cut training short)."""
+
     seconds: float
     iterations: int
 
 
-# Per preset: (CPU budget, GPU budget). "balanced" keeps CPU online training within 30 s.
+# Per preset: (CPU budget, GPU budget), iterations and the time cap. The model card gives each one's time.
 PRESETS = {
-    "fast": (OnlineBudget(6, 60), OnlineBudget(1, 150)),
-    "balanced": (OnlineBudget(20, 240), OnlineBudget(3, 400)),
-    "quality": (OnlineBudget(45, 600), OnlineBudget(8, 1000)),
+    "fast": (OnlineBudget(40, 60), OnlineBudget(10, 150)),
+    "balanced": (OnlineBudget(120, 200), OnlineBudget(20, 400)),
+    "quality": (OnlineBudget(300, 500), OnlineBudget(40, 1000)),
 }
 POOL = 24  # augmented images whose features are computed once
 BATCH = 4
@@ -45,7 +48,7 @@ CROP_STEP = 32  # crops start and end on the coarsest feature stride, so every l
 def budget_for(preset: str, device: torch.device, seconds: float | None = None) -> OnlineBudget:
     cpu, gpu = PRESETS[preset]
     budget = gpu if device.type == "cuda" else cpu
-    if seconds is not None:  # the user's own time limit; iterations still cap it so fast machines stop too
+    if seconds is not None:  # the user's own time limit instead of the preset's cap (0: no online training)
         budget = OnlineBudget(seconds, budget.iterations if seconds > 0 else 0)
     return budget
 
@@ -154,7 +157,7 @@ def fine_tune(
             if progress:  # lets the caller cancel while the pool is built, before the first iteration
                 progress(0, budget.iterations)
             if time.perf_counter() - started > budget.seconds / 3:
-                break  # a slow machine trains on fewer images rather than overrunning the budget
+                break  # only when the time cap bites: fewer images rather than overrunning it
     height, short_side = examples[0][0].shape[0], min(examples[0][0].shape[:2])
     # The margin holds the gate's reach (1/16 of the short side) and how far a deformed previous mask strays.
     windows = crop_windows(pool_labels, short_side // 6) if gate else None
@@ -198,5 +201,7 @@ def fine_tune(
         "frames": len(examples),
         "crop": list(pool_labels[0].shape) if windows else None,
         "seconds": time.perf_counter() - started,
+        # The time cap stopped it before the preset's iterations: this run is not reproducible elsewhere.
+        "cut_by_time": done < budget.iterations,
         "loss": loss_value,
     }

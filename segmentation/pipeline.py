@@ -250,10 +250,12 @@ def _segment_once(
 
         def online_progress(done: int, total: int) -> None:
             elapsed = time.perf_counter() - t
-            report(Progress("online training", done, total, max(0.0, budget.seconds - elapsed)))
+            # The time left at the speed measured so far (the iterations are fixed; the cap rarely bites).
+            eta = (total - done) * elapsed / done if done else None
+            report(Progress("online training", done, total, eta))
             check_cancel()
 
-        report(Progress("online training", 0, budget.iterations, budget.seconds))
+        report(Progress("online training", 0, budget.iterations))
         gate = gated(options.gate, len(object_ids))  # the loss counts what inference will keep
         online = fine_tune(model, examples, device, budget, online_progress, gate=gate)
         online["objects"] = object_ids

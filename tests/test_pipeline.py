@@ -211,3 +211,16 @@ def test_cli_existing_output_needs_overwrite(tmp_path):
     result = run_cli("segment", clip.video, clip.mask, "-o", tmp_path / "out")
     assert result.returncode == 2 and "--overwrite" in result.stderr
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
+
+
+def test_a_preset_gives_the_same_masks_on_every_run(tmp_path):
+    # A preset is a number of online-training iterations, not seconds: how busy the machine is changes nothing.
+    # (A generous time cap: the preset's own is sized for an idle machine, and tests share the CPU.)
+    clip = make_clip(tmp_path / "clip", n_frames=6, size=(128, 96), n_objects=2, seed=5)
+    options = SegmentOptions(preset="fast", online_seconds=600)
+    runs = [segment(clip.video, clip.mask, tmp_path / f"out{i}", options) for i in (0, 1)]
+    for summary in runs:
+        assert summary["online_training"]["iterations"] == 60 and not summary["online_training"]["cut_by_time"]
+    for t in range(6):
+        a, b = (read_mask(tmp_path / f"out{i}" / "masks" / f"{t:05d}.png") for i in (0, 1))
+        assert np.array_equal(a, b), t
