@@ -19,18 +19,21 @@ def slider_marks(frame_count: int) -> dict:
     return {i: str(i) for i in range(0, frame_count, step)}
 
 
-def player_meta(run: dict) -> dict:
+def player_meta(run: dict, colours: dict | None = None, label: str | None = None) -> dict:
+    """What the clientside callbacks need of a run: time base, object colours (as its figures draw them)."""
     from segmentation.masks import color_of
 
     fps = run["fps"] or 25.0
     frames = run["frame_count"] or 1
-    colours = {str(o): ui.colour_css(color_of(o)) for o in run["objects"] or []}
+    if colours is None:
+        colours = {o: ui.colour_css(color_of(o)) for o in run["objects"] or []}
     return {
         "run_id": run["id"],
+        "label": label or run["name"],
         "fps": fps,
         "frame_count": frames,
         "duration": frames / fps,
-        "colours": colours,
+        "colours": {str(o): c for o, c in colours.items()},
     }
 
 
