@@ -217,6 +217,19 @@
         return [highlight(figure, frame, table, meta.run_id), panel(frame, table, meta.colours || {}), label];
       },
 
+      // Run page: a word when the server has not answered the last few polls (it went away, or the network
+      // did); it goes once an answer comes. Inputs: the poll count; States: the count last answered, the period.
+      connection: function (n, answered, interval) {
+        const behind = (n || 0) - (answered || 0);
+        if (behind < 5) { return null; }
+        const seconds = Math.round(behind * (interval || 1000) / 1000);
+        return component("Div", {
+          id: "run-connection-lost", className: "alert alert-warning", role: "alert",
+          children: "Lost the connection to the server: no answer for " + seconds + " s. The page keeps " +
+            "trying and updates as soon as the server answers; the figures below may be out of date.",
+        });
+      },
+
       // Trajectories: as showFrame, also when the small player switched runs at the same frame number.
       showRunFrame: function (frame, table, figure, meta) {
         return window.dash_clientside.stcnn.showFrame(frame, figure, table, meta);
