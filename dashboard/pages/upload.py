@@ -67,7 +67,7 @@ def layout(**_query):
                     id="device",
                     value="auto",
                     options=[
-                        {"label": "Automatic (GPU if there is one)", "value": "auto"},
+                        {"label": "Automatic (GPU if any)", "value": "auto"},
                         {"label": "CPU", "value": "cpu"},
                         {"label": "CUDA GPU", "value": "cuda"},
                     ],
