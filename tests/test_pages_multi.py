@@ -1,5 +1,6 @@
-"""Several runs in one view, in real headless Chromium: Trajectories with two runs of different lengths, and
-Compare playing two runs from one clock.
+"""Several runs in one view, in real headless Chromium: Trajectories with two runs of different lengths,
+Compare playing two runs from one clock; and the gallery, run and player pages' smaller promises (cards that
+follow runs, search as you type, a word when the server is gone, scores shown as soon as they are in).
 
 DASH_TEST_CHROMEPATH=/usr/bin/chromium .venv/bin/pytest --headless tests/test_pages_multi.py
 """
@@ -10,15 +11,18 @@ import time
 from dataclasses import dataclass
 
 import pytest
-from dashboard_fixtures import (
+from dashboard_fixtures import (  # noqa: F401 - fixtures
     FAST_OPTIONS,
     post_run,
     screenshot,
+    storage_dir,
+    tiny_clip,
     wait_for_run,
     wait_until,
-    weights,  # noqa: F401 - a fixture
+    weights,
 )
 from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
 
 from dashboard.app import create_app
 
@@ -27,18 +31,19 @@ SHORT_FPS, LONG_FPS = 24.0, 6.0
 
 @dataclass
 class Runs:
-    short: str  # 10 frames at 24 fps
+    short: str  # 10 frames at 24 fps (tiny_clip)
     long: str  # 16 frames at 6 fps (2.7 s: long enough to watch both compare videos play)
     long_again: str  # the long clip once more, with another preset: same video, so masks are compared
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, weights):  # noqa: F811
+def runs(tmp_path_factory, weights, tiny_clip):  # noqa: F811
     """Finished runs in a storage shared by this module's tests (each test starts its own app on it)."""
     from segmentation.synthetic import make_clip
 
     base = tmp_path_factory.mktemp("multi")
-    short = make_clip(base / "short", n_frames=10, size=(96, 64), n_objects=2, seed=3, fps=SHORT_FPS)
+    short = tiny_clip
+    assert short.fps == SHORT_FPS
     long = make_clip(base / "long", n_frames=16, size=(96, 64), n_objects=2, seed=5, fps=LONG_FPS)
     with pytest.MonkeyPatch.context() as env:
         env.setenv("STCNN_STORAGE", str(base / "storage"))
@@ -283,3 +288,73 @@ def test_compare_plays_both_videos_from_one_clock(dash_duo, runs):
         )
     screenshot(dash_duo.driver, "compare-paused")
     assert dash_duo.get_logs() in ([], None)
+
+
+def test_ground_truth_added_on_the_player_page_shows_its_chart_at_once(dash_duo, runs, tiny_clip, tmp_path):  # noqa: F811
+    import shutil
+
+    gt_zip = shutil.make_archive(str(tmp_path / "gt"), "zip", tiny_clip.gt_dir.parent, tiny_clip.gt_dir.name)
+    dash_duo.start_server(create_app())
+    dash_duo.driver.get(f"{dash_duo.server_url}/player?id={runs.short}")
+    dash_duo.wait_for_contains_text("#scores-summary", "Add ground-truth masks", timeout=15)
+    assert dash_duo.driver.execute_script(
+        "return getComputedStyle(document.querySelector('#score-graph')).display;"
+    ) == "none"
+    dash_duo.wait_for_element("#gtadd-file input", timeout=10).send_keys(str(gt_zip))
+    dash_duo.wait_for_contains_text("#gtadd-result", "J&F", timeout=60)
+    # No reload: the overall scores and the per-frame chart are there.
+    dash_duo.wait_for_element("#scores-overall", timeout=10)
+    dash_duo.wait_for_element("#score-graph .main-svg", timeout=10)
+    names = dash_duo.driver.execute_script(
+        "return document.querySelector('#score-graph .js-plotly-plot')._fullData.map(t => t.name);"
+    )
+    assert names == ["J · object 1", "F · object 1", "J · object 2", "F · object 2"]
+
+
+def test_the_run_page_says_what_it_waits_for_and_when_the_server_is_gone(dash_duo, storage_dir, tiny_clip):  # noqa: F811
+    app = create_app(start_runner=False)  # nothing runs: the runs stay queued
+    client = app.server.test_client()
+    waiting, cancelled = (post_run(client, tiny_clip, name=name).get_json()["id"] for name in ("waiting", "gone"))
+    dash_duo.start_server(app)
+
+    # Cancelled before any frame was segmented: a word, not a broken image.
+    dash_duo.driver.get(f"{dash_duo.server_url}/run?id={cancelled}")
+    dash_duo.wait_for_text_to_equal("#run-status-badge", "queued", timeout=15)
+    dash_duo.find_element("#run-cancel").click()
+    dash_duo.wait_for_text_to_equal("#run-status-badge", "cancelled", timeout=15)
+    dash_duo.wait_for_contains_text("#run-preview-placeholder", "No masked frame", timeout=5)
+    assert not dash_duo.driver.find_elements(By.CSS_SELECTOR, "img#run-preview")
+
+    dash_duo.driver.get(f"{dash_duo.server_url}/run?id={waiting}")
+    dash_duo.wait_for_text_to_equal("#run-status-badge", "queued", timeout=15)
+    dash_duo.wait_for_contains_text("#run-preview-placeholder", "appears here once", timeout=5)
+    assert not dash_duo.driver.find_elements(By.CSS_SELECTOR, "#run-connection-lost")
+    time.sleep(6)  # polls answered: no false alarm
+    assert not dash_duo.driver.find_elements(By.CSS_SELECTOR, "#run-connection-lost")
+
+    dash_duo.server.stop()
+    dash_duo.wait_for_contains_text("#run-connection-lost", "Lost the connection to the server", timeout=20)
+    screenshot(dash_duo.driver, "run-connection-lost")
+
+
+def test_gallery_cards_follow_runs_in_progress_and_search_as_you_type(dash_duo, storage_dir, tiny_clip):  # noqa: F811
+    from dashboard.storage import Storage
+
+    app = create_app(start_runner=False)
+    client = app.server.test_client()
+    walk, ride = (post_run(client, tiny_clip, name=name).get_json()["id"] for name in ("walk", "ride"))
+    dash_duo.start_server(app)
+    dash_duo.driver.get(dash_duo.server_url + "/gallery")
+    dash_duo.wait_for_contains_text(f"#card-{walk}", "waiting in the queue", timeout=15)
+    assert "Preset\nfast" in dash_duo.find_element(f"#card-{walk}").text
+
+    # The worker reports progress (as jobs.py does, through the runs index): the open page follows it.
+    Storage(storage_dir).update_run(walk, status="running", stage="online training", done=5, total=240,
+                                    progress=0.2)  # fmt: skip
+    dash_duo.wait_for_contains_text(f"#card-{walk}", "Tuning on the first frame", timeout=10)
+    dash_duo.wait_for_contains_text(f"#card-{walk} .progress", "20 %", timeout=5)
+    screenshot(dash_duo.driver, "gallery-in-progress")
+
+    dash_duo.find_element("#gallery-search").send_keys("wal")  # no Enter
+    wait_until(lambda: not dash_duo.driver.find_elements(By.CSS_SELECTOR, f"#card-{ride}"), 10, "ride filtered out")
+    assert dash_duo.driver.find_elements(By.CSS_SELECTOR, f"#card-{walk}")
