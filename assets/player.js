@@ -65,11 +65,29 @@
     return !!(video && video.dataset.pendingSeek !== undefined);
   }
 
-  // The player a callback drives: the id of its seekTo output.
-  function playerOfCallback() {
+  // The component a callback drives through `property`: e.g. its player (seekTo) or its slider (value).
+  function outputOfCallback(property) {
     const outputs = window.dash_clientside.callback_context.outputs_list || [];
-    const seek = outputs.find(function (o) { return o && o.property === "seekTo"; });
-    return seek ? seek.id : null;
+    const found = outputs.find(function (o) { return o && o.property === property; });
+    return found ? found.id : null;
+  }
+
+  // A slider moved by the player's time calls back like a slider moved by hand; by then the player has
+  // played on, so seeking to the slider's frame would pull it back. Those moves are remembered, to be told
+  // from the user's.
+  const movedByTime = {};
+
+  function followTime(frame, sliderValue) {
+    if (frame === sliderValue) { return noUpdate(); }
+    movedByTime[outputOfCallback("value")] = frame;
+    return frame;
+  }
+
+  function movedByHand(sliderValue) {
+    const id = outputOfCallback("value");
+    const echo = movedByTime[id] === sliderValue;
+    delete movedByTime[id];
+    return !echo;
   }
 
   function fmt(value, digits) {
@@ -175,7 +193,7 @@
         const fired = (window.dash_clientside.callback_context.triggered || [])[0];
         if (!meta || !fired) { return [noUpdate(), noUpdate()]; }
         const prop = fired.prop_id.split(".").pop();
-        const playerId = playerOfCallback();
+        const playerId = outputOfCallback("seekTo");
         if (prop === "clickData") {
           const frame = frameOfPoint(fired.value);
           const run = runOfPoint(fired.value);
@@ -187,11 +205,11 @@
         if (seekPending(playerId)) { return [noUpdate(), noUpdate()]; }
         if (prop === "value") {
           const now = currentTime === null || currentTime === undefined ? -1 : frameOfTime(currentTime, meta);
-          return [now === sliderValue ? noUpdate() : seekValue(sliderValue, meta, duration), noUpdate()];
+          const seek = movedByHand(sliderValue) && now !== sliderValue;
+          return [seek ? seekValue(sliderValue, meta, duration) : noUpdate(), noUpdate()];
         }
         if (currentTime === null || currentTime === undefined) { return [noUpdate(), noUpdate()]; }
-        const frame = frameOfTime(currentTime, meta);
-        return [noUpdate(), frame === sliderValue ? noUpdate() : frame];
+        return [noUpdate(), followTime(frameOfTime(currentTime, meta), sliderValue)];
       },
 
       // Trajectories: a click on a point of a run other than the one in the small player shows that run there,
@@ -246,11 +264,11 @@
         if (frame !== null) { return [seekValue(frame, meta, durationA), frame]; }
         if (triggered("cmp-slider")) {
           const now = timeA === null || timeA === undefined ? -1 : frameOfTime(timeA, meta);
-          return now === sliderValue ? none : [seekValue(sliderValue, meta, durationA), noUpdate()];
+          return movedByHand(sliderValue) && now !== sliderValue ? [seekValue(sliderValue, meta, durationA), noUpdate()]
+            : none;
         }
         if (timeA === null || timeA === undefined) { return none; }
-        const current = frameOfTime(timeA, meta);
-        return [noUpdate(), current === sliderValue ? noUpdate() : current];
+        return [noUpdate(), followTime(frameOfTime(timeA, meta), sliderValue)];
       },
     },
   });
