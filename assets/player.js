@@ -20,7 +20,8 @@
   function seekValue(frame, meta, duration) {
     const t = frame / meta.fps;
     if (t <= 0 || t >= 1) { return t; }
-    const d = duration || meta.duration;
+    // The player's duration may still be the previous video's for a moment after its url changed.
+    const d = duration && Math.abs(duration - meta.duration) < 0.1 * meta.duration ? duration : meta.duration;
     return d > 0 ? t / d : t;
   }
 
@@ -30,6 +31,63 @@
     if (Array.isArray(point.customdata)) { return Math.round(point.customdata[0]); }
     if (point.z !== undefined) { return Math.round(point.z); }
     return point.x !== undefined ? Math.round(point.x) : null;
+  }
+
+  // The run a clicked point belongs to (customdata [frame, run id]); null for charts of one run.
+  function runOfPoint(clickData) {
+    const point = clickData && clickData.points && clickData.points[0];
+    const custom = point && point.customdata;
+    return Array.isArray(custom) && typeof custom[1] === "string" ? custom[1] : null;
+  }
+
+  function videoOf(playerId) { return document.querySelector("#" + playerId + " video"); }
+
+  // A player switched to another run's video seeks once that video's metadata is in: dash-player's seekTo
+  // would land on the old video, or be dropped while the new one has no duration yet.
+  function seekOnLoad(playerId, seconds) {
+    const video = videoOf(playerId);
+    if (!video) { return; }
+    video.dataset.pendingSeek = String(seconds);
+    if (video.dataset.seekOnLoad) { return; }
+    video.dataset.seekOnLoad = "1";
+    const apply = function (event) {
+      const pending = video.dataset.pendingSeek;
+      if (pending === undefined) { return; }
+      delete video.dataset.pendingSeek;
+      if (event.type === "loadedmetadata") { video.currentTime = Number(pending); }
+    };
+    video.addEventListener("loadedmetadata", apply);
+    video.addEventListener("error", apply);
+  }
+
+  function seekPending(playerId) {
+    const video = playerId && videoOf(playerId);
+    return !!(video && video.dataset.pendingSeek !== undefined);
+  }
+
+  // The component a callback drives through `property`: e.g. its player (seekTo) or its slider (value).
+  function outputOfCallback(property) {
+    const outputs = window.dash_clientside.callback_context.outputs_list || [];
+    const found = outputs.find(function (o) { return o && o.property === property; });
+    return found ? found.id : null;
+  }
+
+  // A slider moved by the player's time calls back like a slider moved by hand; by then the player has
+  // played on, so seeking to the slider's frame would pull it back. Those moves are remembered, to be told
+  // from the user's.
+  const movedByTime = {};
+
+  function followTime(frame, sliderValue) {
+    if (frame === sliderValue) { return noUpdate(); }
+    movedByTime[outputOfCallback("value")] = frame;
+    return frame;
+  }
+
+  function movedByHand(sliderValue) {
+    const id = outputOfCallback("value");
+    const echo = movedByTime[id] === sliderValue;
+    delete movedByTime[id];
+    return !echo;
   }
 
   function fmt(value, digits) {
@@ -59,19 +117,73 @@
   }
 
   // Move the last trace of a 3D trajectory figure (the highlight) onto the objects at this frame.
-  function highlight(figure, frame, table) {
+  function highlight(figure, frame, table, runId) {
     if (!figure || !figure.data || !figure.data.length) { return figure; }
     const x = [], y = [], z = [], customdata = [];
     Object.keys(table || {}).forEach(function (objectId) {
       const o = table[objectId];
       const i = o.frame.indexOf(frame);
-      if (i >= 0 && o.visible[i]) { x.push(o.x[i]); y.push(o.y[i]); z.push(frame); customdata.push([frame, 0]); }
+      if (i >= 0 && o.visible[i]) { x.push(o.x[i]); y.push(o.y[i]); z.push(frame); customdata.push([frame, runId]); }
     });
     const data = figure.data.slice();
     const last = data.length - 1;
     data[last] = Object.assign({}, data[last], { x: x, y: y, z: z, customdata: customdata });
     return Object.assign({}, figure, { data: data });
   }
+
+  // Videos in an element with data-follows="<leader id>" play from the leader's clock: they play, pause and
+  // seek when it does, and drift is taken up by nudging their playback rate, so they never jump while playing
+  // unless they are off by more than MAX_DRIFT. Media events do not bubble, so they are caught on the way down.
+  const MAX_DRIFT = 0.5;  // seconds
+  const DEAD_BAND = 0.02;  // seconds
+  const MAX_NUDGE = 0.15;  // of the leader's rate
+
+  function followersOf(leaderVideo) {
+    const out = [];
+    document.querySelectorAll("[data-follows]").forEach(function (box) {
+      const leader = document.getElementById(box.dataset.follows);
+      const video = box.querySelector("video");
+      if (leader && video && video !== leaderVideo && leader.contains(leaderVideo)) { out.push(video); }
+    });
+    return out;
+  }
+
+  function clampTime(video, t) {
+    return video.duration > 0 ? Math.min(t, video.duration) : t;
+  }
+
+  function align(leader, follower) {
+    follower.playbackRate = leader.playbackRate;
+    const target = clampTime(follower, leader.currentTime);
+    if (Math.abs(follower.currentTime - target) > 1e-3) { follower.currentTime = target; }
+  }
+
+  function nudge(leader, follower) {
+    if (follower.duration > 0 && leader.currentTime >= follower.duration) { return; }  // shorter video: at its end
+    const drift = follower.currentTime - leader.currentTime;
+    if (Math.abs(drift) > MAX_DRIFT) { align(leader, follower); return; }
+    const correction = Math.abs(drift) < DEAD_BAND ? 0 : Math.max(-MAX_NUDGE, Math.min(MAX_NUDGE, drift));
+    follower.playbackRate = leader.playbackRate * (1 - correction);
+    if (follower.paused && !follower.ended) { follower.play().catch(function () { /* not loaded yet */ }); }
+  }
+
+  const onLeaderEvent = {
+    play: function (leader, follower) {
+      align(leader, follower);
+      follower.play().catch(function () { /* not loaded yet: the next timeupdate retries */ });
+    },
+    pause: function (leader, follower) { follower.pause(); align(leader, follower); },
+    seeking: align,
+    ratechange: function (leader, follower) { follower.playbackRate = leader.playbackRate; },
+    timeupdate: function (leader, follower) { if (!leader.paused) { nudge(leader, follower); } },
+  };
+
+  Object.keys(onLeaderEvent).forEach(function (type) {
+    document.addEventListener(type, function (event) {
+      if (!(event.target instanceof HTMLVideoElement)) { return; }
+      followersOf(event.target).forEach(function (follower) { onLeaderEvent[type](event.target, follower); });
+    }, true);
+  });
 
   window.dash_clientside = Object.assign({}, window.dash_clientside, {
     stcnn: {
@@ -81,48 +193,82 @@
         const fired = (window.dash_clientside.callback_context.triggered || [])[0];
         if (!meta || !fired) { return [noUpdate(), noUpdate()]; }
         const prop = fired.prop_id.split(".").pop();
+        const playerId = outputOfCallback("seekTo");
         if (prop === "clickData") {
           const frame = frameOfPoint(fired.value);
-          if (frame === null) { return [noUpdate(), noUpdate()]; }
+          const run = runOfPoint(fired.value);
+          // A point of another run: pickRun switches the player to that run first.
+          if (frame === null || (run !== null && run !== meta.run_id)) { return [noUpdate(), noUpdate()]; }
           return [seekValue(frame, meta, duration), frame];
         }
+        // While another run's video loads, its time says nothing yet: the pending seek puts it on the frame.
+        if (seekPending(playerId)) { return [noUpdate(), noUpdate()]; }
         if (prop === "value") {
           const now = currentTime === null || currentTime === undefined ? -1 : frameOfTime(currentTime, meta);
-          return [now === sliderValue ? noUpdate() : seekValue(sliderValue, meta, duration), noUpdate()];
+          const seek = movedByHand(sliderValue) && now !== sliderValue;
+          return [seek ? seekValue(sliderValue, meta, duration) : noUpdate(), noUpdate()];
         }
         if (currentTime === null || currentTime === undefined) { return [noUpdate(), noUpdate()]; }
-        const frame = frameOfTime(currentTime, meta);
-        return [noUpdate(), frame === sliderValue ? noUpdate() : frame];
+        return [noUpdate(), followTime(frameOfTime(currentTime, meta), sliderValue)];
+      },
+
+      // Trajectories: a click on a point of a run other than the one in the small player shows that run there,
+      // at that frame (slider range, per-frame panel and label follow). Clicks on the run shown go to syncPlayer.
+      // Inputs: clicks on the 3D and 2D plots. States: per run id {meta, frames, url, marks, title}; the meta shown.
+      pickRun: function (click3d, click2d, runs, meta) {
+        const none = [noUpdate(), noUpdate(), noUpdate(), noUpdate(), noUpdate(), noUpdate(), noUpdate()];
+        const fired = (window.dash_clientside.callback_context.triggered || [])[0];
+        if (!fired || !runs) { return none; }
+        const frame = frameOfPoint(fired.value);
+        const run = runOfPoint(fired.value);
+        if (frame === null || run === null || !runs[run] || (meta && run === meta.run_id)) { return none; }
+        const shown = runs[run];
+        seekOnLoad("tp-player", frame / shown.meta.fps);
+        return [shown.url, shown.meta, shown.frames, Math.max(shown.meta.frame_count - 1, 0), shown.marks, frame,
+                shown.title];
       },
 
       // Input: the slider. Outputs: the highlighted 3D figure, the per-frame panel, the frame label.
       showFrame: function (frame, figure, table, meta) {
         if (!meta || frame === null || frame === undefined) { return [noUpdate(), noUpdate(), noUpdate()]; }
         const label = "Frame " + frame + " / " + (meta.frame_count - 1) + " · " + (frame / meta.fps).toFixed(2) + " s";
-        return [highlight(figure, frame, table), panel(frame, table, meta.colours || {}), label];
+        return [highlight(figure, frame, table, meta.run_id), panel(frame, table, meta.colours || {}), label];
       },
 
-      // Compare view: player A leads; the slider and plot clicks seek both; B follows A's time and play state.
-      syncPair: function (clickA, clickB, sliderValue, timeA, playingA, meta, durationA, durationB, timeB) {
-        const none = [noUpdate(), noUpdate(), noUpdate(), noUpdate()];
+      // Run page: a word when the server has not answered the last few polls (it went away, or the network
+      // did); it goes once an answer comes. Inputs: the poll count; States: the count last answered, the period.
+      connection: function (n, answered, interval) {
+        const behind = (n || 0) - (answered || 0);
+        if (behind < 5) { return null; }
+        const seconds = Math.round(behind * (interval || 1000) / 1000);
+        return component("Div", {
+          id: "run-connection-lost", className: "alert alert-warning", role: "alert",
+          children: "Lost the connection to the server: no answer for " + seconds + " s. The page keeps " +
+            "trying and updates as soon as the server answers; the figures below may be out of date.",
+        });
+      },
+
+      // Trajectories: as showFrame, also when the small player switched runs at the same frame number.
+      showRunFrame: function (frame, table, figure, meta) {
+        return window.dash_clientside.stcnn.showFrame(frame, figure, table, meta);
+      },
+
+      // Compare view: the slider and plot clicks seek player A, and B follows A (see followLeaders below);
+      // the slider follows A's time. Outputs: A's seekTo, the slider.
+      syncPair: function (click3d, clickIou, sliderValue, timeA, meta, durationA) {
+        const none = [noUpdate(), noUpdate()];
         if (!meta) { return none; }
         let frame = null;
-        if (triggered("cmp-3d")) { frame = frameOfPoint(clickA); }
-        else if (triggered("cmp-iou")) { frame = frameOfPoint(clickB); }
-        if (frame !== null) { return [seekValue(frame, meta, durationA), seekValue(frame, meta, durationB), frame, noUpdate()]; }
+        if (triggered("cmp-3d")) { frame = frameOfPoint(click3d); }
+        else if (triggered("cmp-iou")) { frame = frameOfPoint(clickIou); }
+        if (frame !== null) { return [seekValue(frame, meta, durationA), frame]; }
         if (triggered("cmp-slider")) {
           const now = timeA === null || timeA === undefined ? -1 : frameOfTime(timeA, meta);
-          if (now === sliderValue) { return none; }
-          return [seekValue(sliderValue, meta, durationA), seekValue(sliderValue, meta, durationB), noUpdate(), noUpdate()];
-        }
-        if (triggered("cmp-player-a") && window.dash_clientside.callback_context.triggered[0].prop_id.endsWith("playing")) {
-          return [noUpdate(), noUpdate(), noUpdate(), !!playingA];
+          return movedByHand(sliderValue) && now !== sliderValue ? [seekValue(sliderValue, meta, durationA), noUpdate()]
+            : none;
         }
         if (timeA === null || timeA === undefined) { return none; }
-        const current = frameOfTime(timeA, meta);
-        const drift = Math.abs((timeB || 0) - timeA);
-        const seekB = drift > 0.25 ? (timeA < 1 && timeA > 0 ? timeA / (durationB || meta.duration) : timeA) : noUpdate();
-        return [noUpdate(), seekB, current === sliderValue ? noUpdate() : current, noUpdate()];
+        return [noUpdate(), followTime(frameOfTime(timeA, meta), sliderValue)];
       },
     },
   });

@@ -76,7 +76,7 @@ def _mask_iou(storage: Storage, id_a: str, id_b: str) -> pd.DataFrame:
         a, b = read_mask(path), read_mask(masks_b[path.name])
         if a.shape != b.shape:
             continue
-        ids = sorted(set(np.unique(a)) | set(np.unique(b)) - {0})
+        ids = sorted((set(np.unique(a)) | set(np.unique(b))) - {0})
         for object_id in ["all", *ids]:
             in_a = a > 0 if object_id == "all" else a == object_id
             in_b = b > 0 if object_id == "all" else b == object_id

@@ -11,6 +11,22 @@ STATUS_COLOURS = {"queued": "secondary", "running": "primary", "done": "success"
                   "cancelled": "warning"}  # fmt: skip
 
 
+# What each engine stage is, in the pages' words.
+STAGE_NAMES = {
+    "starting": "Starting",
+    "decode": "Reading the video",
+    "online training": "Tuning on the first frame",
+    "propagation": "Segmenting the frames",
+    "encode": "Writing the overlay video",
+    "thumbnail": "Making the thumbnail",
+    "done": "Done",
+}
+
+
+def stage_name(stage: str | None) -> str:
+    return STAGE_NAMES.get(stage, stage or "")
+
+
 def status_badge(status: str, **kwargs) -> dbc.Badge:
     return dbc.Badge(
         status, color=STATUS_COLOURS.get(status, "secondary"), className="status-badge", **kwargs

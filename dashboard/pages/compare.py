@@ -1,5 +1,6 @@
-"""Compare two runs: players side by side kept in sync, both trajectories in one 3D plot, and for runs of
-the same video (same input hash) the per-frame IoU between their masks."""
+"""Compare two runs: players side by side on one clock (the left one's controls play, pause and seek both),
+both trajectories in one 3D plot, and for runs of the same video (same input hash) the per-frame IoU between
+their masks."""
 
 from __future__ import annotations
 
@@ -15,19 +16,26 @@ from dashboard.results import mask_iou, trajectory
 PATH, NAME = "/compare", "Compare"
 
 
-def _side(run: dict, key: str) -> dbc.Col:
+def _swatch(colour: str) -> html.Span:
+    return html.Span(className="swatch", style={"background": colour})
+
+
+def _side(run: dict, key: str, label: str, colour: str) -> dbc.Col:
     facts = (f"{run['frame_count']} frames · {run['width']}×{run['height']} · {run['device'] or ''} · "
              f"{ui.fmt_seconds(run['run_time_s'])} · J&F {ui.fmt_score(run['jf'])}")  # fmt: skip
+    player = dash_player.DashPlayer(id=f"cmp-player-{key}", url=f"/api/runs/{run['id']}/files/overlay",
+                                    controls=key == "a", muted=True, width="100%", height="auto",
+                                    intervalCurrentTime=100)  # fmt: skip
+    if key == "b":
+        # assets/player.js plays this video from the left one's clock.
+        player = html.Div(player, **{"data-follows": "cmp-player-a"})
+    hint = "controls both videos" if key == "a" else "follows the left video"
     return dbc.Col(
         dbc.Card(
             [
-                dbc.CardHeader(html.A(run["name"], href=f"/player?id={run['id']}")),
-                dbc.CardBody([
-                    dash_player.DashPlayer(id=f"cmp-player-{key}", url=f"/api/runs/{run['id']}/files/overlay",
-                                           controls=key == "a", muted=True, width="100%", height="auto",
-                                           intervalCurrentTime=100),
-                    html.Div(facts, className="text-muted small mt-1"),
-                ]),
+                dbc.CardHeader([_swatch(colour), html.A(label, href=f"/player?id={run['id']}"),
+                                html.Span(f" · {hint}", className="text-muted fw-normal small")]),
+                dbc.CardBody([player, html.Div(facts, className="text-muted small mt-1")]),
             ]
         ),
         md=6,
@@ -39,6 +47,9 @@ def layout(a=None, b=None, **_query):
     run_a, run_b = storage.find_run(a), storage.find_run(b)
     if not run_a or not run_b or run_a["status"] != "done" or run_b["status"] != "done":
         return ui.not_found("pair of finished runs")
+    pairs = [(run_a, trajectory(run_a)), (run_b, trajectory(run_b))]
+    label_a, label_b = figures.run_labels([run_a, run_b])
+    colour_a, colour_b = figures.run_colour(0), figures.run_colour(1)
     meta = player_meta(run_a)
     meta["frame_count"] = min(run_a["frame_count"] or 1, run_b["frame_count"] or 1)
     same_video = run_a["input_hash"] and run_a["input_hash"] == run_b["input_hash"]
@@ -52,12 +63,11 @@ def layout(a=None, b=None, **_query):
         iou_figure, style = {}, {"display": "none"}
         iou_note = dbc.Alert("These runs segment different videos, so their masks cannot be compared pixel by pixel.",
                              color="light")  # fmt: skip
-    pairs = [(run_a, trajectory(run_a)), (run_b, trajectory(run_b))]
     return html.Div(
         [
             dcc.Store(id="cmp-meta", data=meta),
             html.H2("Compare runs"),
-            dbc.Row([_side(run_a, "a"), _side(run_b, "b")], className="g-3"),
+            dbc.Row([_side(run_a, "a", label_a, colour_a), _side(run_b, "b", label_b, colour_b)], className="g-3"),
             dcc.Slider(
                 id="cmp-slider",
                 min=0,
@@ -73,7 +83,8 @@ def layout(a=None, b=None, **_query):
                     dbc.Col(
                         dbc.Card(
                             [
-                                dbc.CardHeader("Both trajectories (solid: first run, dashed: second)"),
+                                dbc.CardHeader(["Both trajectories: ", _swatch(colour_a), f"{label_a}, solid · ",
+                                                _swatch(colour_b), f"{label_b}, dashed"]),
                                 dbc.CardBody(
                                     dcc.Graph(id="cmp-3d", figure=figures.trajectory_3d(pairs, height=480))
                                 ),
@@ -103,17 +114,12 @@ def register_callbacks(app) -> None:
     app.clientside_callback(
         ClientsideFunction("stcnn", "syncPair"),
         Output("cmp-player-a", "seekTo"),
-        Output("cmp-player-b", "seekTo"),
         Output("cmp-slider", "value"),
-        Output("cmp-player-b", "playing"),
         Input("cmp-3d", "clickData"),
         Input("cmp-iou", "clickData"),
         Input("cmp-slider", "value"),
         Input("cmp-player-a", "currentTime"),
-        Input("cmp-player-a", "playing"),
         State("cmp-meta", "data"),
         State("cmp-player-a", "duration"),
-        State("cmp-player-b", "duration"),
-        State("cmp-player-b", "currentTime"),
         prevent_initial_call=True,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dash_bootstrap_components as dbc
 import dash_player
-from dash import ClientsideFunction, Input, Output, State, dcc, html
+from dash import ClientsideFunction, Input, Output, State, dcc, html, no_update
 
 from dashboard import figures, ui
 from dashboard.context import ctx
@@ -19,18 +19,21 @@ def slider_marks(frame_count: int) -> dict:
     return {i: str(i) for i in range(0, frame_count, step)}
 
 
-def player_meta(run: dict) -> dict:
+def player_meta(run: dict, colours: dict | None = None, label: str | None = None) -> dict:
+    """What the clientside callbacks need of a run: time base, object colours (as its figures draw them)."""
     from segmentation.masks import color_of
 
     fps = run["fps"] or 25.0
     frames = run["frame_count"] or 1
-    colours = {str(o): ui.colour_css(color_of(o)) for o in run["objects"] or []}
+    if colours is None:
+        colours = {o: ui.colour_css(color_of(o)) for o in run["objects"] or []}
     return {
         "run_id": run["id"],
+        "label": label or run["name"],
         "fps": fps,
         "frame_count": frames,
         "duration": frames / fps,
-        "colours": colours,
+        "colours": {str(o): c for o, c in colours.items()},
     }
 
 
@@ -44,25 +47,26 @@ def downloads(run_id: str) -> html.Div:
     )  # fmt: skip
 
 
-def scores_card(run: dict):
-    scores = evaluation(run)
+def _scores(run: dict, scores) -> tuple[list, dict, dict]:
+    """The ground-truth card's summary, per-frame chart and the chart's style, from the run's per-frame scores
+    (an invitation to add ground truth when there are none)."""
     if scores is None:
-        body = [html.P("Add ground-truth masks to score this run (J: region overlap, F: boundary accuracy).",
-                       className="text-muted")]  # fmt: skip
-        graph_style = {"display": "none"}
-        figure = {}
-    else:
-        body = [dbc.Row([dbc.Col(html.Div([html.Div(ui.fmt_score(run[key]), className="score-value"),
-                                           html.Div(label, className="score-label")]), width=4)
-                         for key, label in (("j", "J (mean)"), ("f", "F (mean)"), ("jf", "J&F"))], id="scores-overall")]  # fmt: skip
-        figure = figures.per_frame_scores(scores, ("J", "F"), "Per-frame scores")
-        graph_style = {}
+        return ([html.P("Add ground-truth masks to score this run (J: region overlap, F: boundary accuracy).",
+                        className="text-muted")], {}, {"display": "none"})  # fmt: skip
+    summary = [dbc.Row([dbc.Col(html.Div([html.Div(ui.fmt_score(run[key]), className="score-value"),
+                                          html.Div(label, className="score-label")]), width=4)
+                        for key, label in (("j", "J (mean)"), ("f", "F (mean)"), ("jf", "J&F"))], id="scores-overall")]  # fmt: skip
+    return summary, figures.per_frame_scores(scores, ("J", "F"), "Per-frame scores"), {}
+
+
+def scores_card(run: dict):
+    summary, figure, graph_style = _scores(run, evaluation(run))
     return dbc.Card(
         [
             dbc.CardHeader("Ground truth"),
             dbc.CardBody(
-                body
-                + [
+                [
+                    html.Div(summary, id="scores-summary"),
                     dcc.Graph(id="score-graph", figure=figure, style=graph_style, config={"displayModeBar": False}),
                     html.Div(id="gtadd-file", className="chunked-upload mt-2", **{
                         "data-upload-store": "gtadd-upload", "data-upload-progress": "gtadd-progress",
@@ -183,6 +187,9 @@ def register_callbacks(app) -> None:
 
     @app.callback(
         Output("gtadd-result", "children"),
+        Output("scores-summary", "children"),
+        Output("score-graph", "figure"),
+        Output("score-graph", "style"),
         Input("gtadd-upload", "data"),
         State("player-meta", "data"),
         background=True,
@@ -191,12 +198,18 @@ def register_callbacks(app) -> None:
     )
     def score_with_ground_truth(upload, meta):
         # A background callback: scoring reads every mask twice and may take a while on long videos.
-        return add_ground_truth(upload, meta)
+        message, scored = add_ground_truth(upload, meta)
+        if scored is None:
+            return message, no_update, no_update, no_update
+        return (message, *_scores(*scored))  # the chart at once, no reload
 
     _storage_root = str(app.server.extensions["stcnn"].storage.root)
 
     def add_ground_truth(upload, meta):
+        """(A message, and (the run, its per-frame scores) once scored, else None)."""
         import shutil
+
+        import pandas as pd
 
         from dashboard.checks import user_message
         from dashboard.jobs import evaluate_run
@@ -205,20 +218,20 @@ def register_callbacks(app) -> None:
         from segmentation.errors import SegmentationError
 
         if not upload or not isinstance(meta, dict):
-            return None
+            return None, None
         storage = Storage(_storage_root)  # background callbacks run outside the request, in another process
         # Both come from the browser: the run must exist and be done, the token must be one of our uploads.
         run = storage.find_run(meta.get("run_id"))
         if run is None or run["status"] != "done":
-            return dbc.Alert("This run is gone or not finished.", color="warning")
+            return dbc.Alert("This run is gone or not finished.", color="warning"), None
         run_id = run["id"]
         try:
             source = storage.upload_path(upload.get("token"))
             check_gt_zip(source, (run["width"], run["height"]), run["frame_count"])
         except RunNotFound:
-            return dbc.Alert("The upload expired; pick the file again.", color="warning")
+            return dbc.Alert("The upload expired; pick the file again.", color="warning"), None
         except BadRequest as exc:
-            return dbc.Alert(str(exc), color="danger")
+            return dbc.Alert(str(exc), color="danger"), None
         shutil.move(source, storage.gt_zip(run_id))
         storage.discard_upload(upload["token"])
         try:
@@ -228,6 +241,6 @@ def register_callbacks(app) -> None:
                 storage.gt_dir(run_id): "the ground truth",
                 storage.result_dir(run_id) / "masks": "the run's masks",
             }
-            return dbc.Alert(user_message(exc, names), color="danger")
-        return dbc.Alert([f"J&F {scores['jf']:.3f} (J {scores['j']:.3f}, F {scores['f']:.3f}). ",
-                          html.A("Reload to see the per-frame chart.", href=f"/player?id={run_id}")], color="success")  # fmt: skip
+            return dbc.Alert(user_message(exc, names), color="danger"), None
+        message = dbc.Alert(f"J&F {scores['jf']:.3f} (J {scores['j']:.3f}, F {scores['f']:.3f}).", color="success")
+        return message, (storage.find_run(run_id), pd.read_csv(storage.evaluation_path(run_id)))

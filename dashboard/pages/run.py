@@ -1,13 +1,13 @@
 """Run progress: stage, frame i/N, ETA, the latest masked frame, Cancel / Rerun.
 
 The page only reads the runs index (dcc.Interval): the run itself lives in a worker process, so leaving
-or reloading this page never touches it.
+or reloading this page never touches it. When the server stops answering, the page says so.
 """
 
 from __future__ import annotations
 
 import dash_bootstrap_components as dbc
-from dash import Input, Output, State, dcc, html, no_update
+from dash import ClientsideFunction, Input, Output, State, dcc, html, no_update
 
 from dashboard import ui
 from dashboard.context import ctx
@@ -25,6 +25,8 @@ def layout(id=None, **_query):  # noqa: A002 - the query parameter is called id
         [
             dcc.Store(id="run-id", data=run["id"]),
             dcc.Interval(id="run-poll", interval=1000),
+            dcc.Store(id="run-answered"),  # the poll count the server last answered
+            html.Div(id="run-connection"),
             html.Div(
                 [html.H2(run["name"], className="d-inline me-3"), html.Span(id="run-status")],
                 className="mb-3",
@@ -76,13 +78,7 @@ def layout(id=None, **_query):  # noqa: A002 - the query parameter is called id
                         dbc.Card(
                             [
                                 dbc.CardHeader("Latest masked frame"),
-                                dbc.CardBody(
-                                    html.Img(
-                                        id="run-preview",
-                                        className="preview-image",
-                                        alt="The preview appears once the first frames are segmented",
-                                    )
-                                ),
+                                dbc.CardBody(html.Div(id="run-preview-box")),
                             ]
                         ),
                         lg=7,
@@ -101,11 +97,22 @@ def layout(id=None, **_query):  # noqa: A002 - the query parameter is called id
     )
 
 
+def _step(run: dict) -> tuple[str, str]:
+    """The row saying how far the current stage is: tuning counts iterations against a time budget."""
+    if run["stage"] == "online training":
+        if not run["total"]:
+            return "Tuning", "–"
+        return "Tuning", f"iteration {run['done']} (stops at {run['total']} or when its time is up)"
+    return "Frame", f"{run['done']} / {run['total']}" if run["total"] else "–"
+
+
 def _facts(run: dict) -> list:
+    running = run["status"] == "running"
+    stage = ui.stage_name(run["stage"]) if running and run["stage"] else run["status"]
     rows = [
-        ("Stage", run["stage"] or run["status"]),
-        ("Frame", f"{run['done']} / {run['total']}" if run["total"] else "–"),
-        ("Time left", ui.fmt_seconds(run["eta_s"]) if run["status"] == "running" else "–"),
+        ("Stage", stage),
+        _step(run),
+        ("Time left", ui.fmt_seconds(run["eta_s"]) if running else "–"),
         (
             "Video",
             f"{run['width']}×{run['height']} px, {run['frame_count']} frames"
@@ -124,6 +131,22 @@ def _facts(run: dict) -> list:
     return out
 
 
+def _preview(src: str | None, status: str, stage: str | None) -> html.Div:
+    """The latest masked frame, or a word on when there will be one (none for a run that stopped first)."""
+    if src:
+        return html.Img(id="run-preview", src=src, className="preview-image", alt="The latest masked frame")
+    if status in FINISHED:
+        text, spinner = "No masked frame: the run stopped before segmenting one.", None
+    elif stage == "online training":
+        text, spinner = "Tuning on the first frame; masked frames follow.", dbc.Spinner(size="sm", color="light")
+    else:
+        text, spinner = "The first masked frame appears here once segmentation starts.", dbc.Spinner(
+            size="sm", color="light"
+        )
+    return html.Div([spinner, html.Span(text, className="ms-2")] if spinner else text,
+                    className="preview-image preview-placeholder", id="run-preview-placeholder")  # fmt: skip
+
+
 def register_callbacks(app) -> None:
     @app.callback(
         Output("run-status", "children"),
@@ -133,21 +156,22 @@ def register_callbacks(app) -> None:
         Output("run-progress", "striped"),
         Output("run-progress", "color"),
         Output("run-facts", "children"),
-        Output("run-preview", "src"),
+        Output("run-preview-box", "children"),
         Output("run-error", "children"),
         Output("run-cancel", "disabled"),
         Output("run-rerun", "disabled"),
         Output("run-open", "disabled"),
         Output("run-poll", "disabled"),
+        Output("run-answered", "data"),
         Input("run-poll", "n_intervals"),
         Input("run-id", "data"),
     )
-    def poll(_n, run_id):
+    def poll(n, run_id):
         storage = ctx().storage
         run = storage.find_run(run_id)
         if run is None:
             return (ui.status_badge("deleted"), 0, "", False, False, "secondary", [], None, None, True, True, True,
-                    True)  # fmt: skip
+                    True, n)  # fmt: skip
         status = run["status"]
         finished = status in FINISHED
         percent = round(100 * (run["progress"] or 0))
@@ -165,9 +189,18 @@ def register_callbacks(app) -> None:
         label = f"{percent} %" if status != "queued" else "waiting in the queue"
         return (
             ui.status_badge(status, id="run-status-badge"), percent if status != "queued" else 100, label,
-            not finished, not finished, colour if status != "queued" else "secondary", _facts(run), preview, error,
-            finished, not finished, status != "done", finished,
+            not finished, not finished, colour if status != "queued" else "secondary", _facts(run),
+            _preview(preview, status, run["stage"]), error, finished, not finished, status != "done", finished, n,
         )  # fmt: skip
+
+    app.clientside_callback(
+        ClientsideFunction("stcnn", "connection"),
+        Output("run-connection", "children"),
+        Input("run-poll", "n_intervals"),
+        State("run-answered", "data"),
+        State("run-poll", "interval"),
+        prevent_initial_call=True,
+    )
 
     @app.callback(
         Output("run-poll", "disabled", allow_duplicate=True),

@@ -1,5 +1,5 @@
 """Trajectories: the 3D view full size and the x-t, y-t, area-t projections for one or more runs, linked
-to a small player of the first selected run."""
+to a small player that shows the run of the point last clicked (the first picked run to begin with)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ def layout(ids=None, **_query):
         [
             dcc.Store(id="tp-meta"),
             dcc.Store(id="tp-frames"),
+            dcc.Store(id="tp-runs-data"),
             dbc.Row(
                 [
                     dbc.Col(html.H2("Trajectories"), md=4),
@@ -53,6 +54,7 @@ def layout(ids=None, **_query):
                             dbc.Card(
                                 dbc.CardBody(
                                     [
+                                        html.Div(id="tp-run-name", className="fw-semibold mb-1"),
                                         dash_player.DashPlayer(
                                             id="tp-player",
                                             controls=True,
@@ -79,6 +81,11 @@ def layout(ids=None, **_query):
     )
 
 
+def _run_title(label: str, colour: str | None) -> list:
+    """The small player's heading: which run it shows (with that run's colour when several are drawn)."""
+    return [html.Span(className="swatch", style={"background": colour}), label] if colour else [label]
+
+
 def register_callbacks(app) -> None:
     @app.callback(
         Output("tp-3d", "figure"),
@@ -88,6 +95,8 @@ def register_callbacks(app) -> None:
         Output("tp-frames", "data"),
         Output("tp-slider", "max"),
         Output("tp-slider", "marks"),
+        Output("tp-runs-data", "data"),
+        Output("tp-run-name", "children"),
         Input("tp-runs", "value"),
     )
     def show_runs(run_ids):
@@ -96,16 +105,43 @@ def register_callbacks(app) -> None:
             run for run in (storage.find_run(i) for i in run_ids or []) if run and run["status"] == "done"
         ]
         if not runs:
-            return {}, {}, None, None, None, no_update, no_update
+            return {}, {}, None, None, None, no_update, no_update, None, None
         pairs = [(run, trajectory(run)) for run in runs]
-        first = runs[0]
-        meta = player_meta(first)
+        colours, labels = figures.run_colours(pairs), figures.run_labels(runs)
+        several = len(runs) > 1
+        # Everything the small player needs to show any of these runs, so a click switches it in the browser.
+        shown = {
+            run["id"]: {
+                "meta": player_meta(run, colours[index], labels[index]),
+                "frames": frame_table(df),
+                "url": f"/api/runs/{run['id']}/files/overlay",
+                "marks": slider_marks(run["frame_count"] or 1),
+                "title": _run_title(labels[index], figures.run_colour(index) if several else None),
+            }
+            for index, (run, df) in enumerate(pairs)
+        }
+        first = shown[runs[0]["id"]]
         return (
-            figures.trajectory_3d(pairs, height=640), figures.projections(pairs, height=560),
-            f"/api/runs/{first['id']}/files/overlay", meta, frame_table(pairs[0][1]),
-            max(meta["frame_count"] - 1, 0), slider_marks(meta["frame_count"]),
+            figures.trajectory_3d(pairs, height=640), figures.projections(pairs, height=560), first["url"],
+            first["meta"], first["frames"], max(first["meta"]["frame_count"] - 1, 0), first["marks"], shown,
+            first["title"],
         )  # fmt: skip
 
+    app.clientside_callback(
+        ClientsideFunction("stcnn", "pickRun"),
+        Output("tp-player", "url", allow_duplicate=True),
+        Output("tp-meta", "data", allow_duplicate=True),
+        Output("tp-frames", "data", allow_duplicate=True),
+        Output("tp-slider", "max", allow_duplicate=True),
+        Output("tp-slider", "marks", allow_duplicate=True),
+        Output("tp-slider", "value", allow_duplicate=True),
+        Output("tp-run-name", "children", allow_duplicate=True),
+        Input("tp-3d", "clickData"),
+        Input("tp-2d", "clickData"),
+        State("tp-runs-data", "data"),
+        State("tp-meta", "data"),
+        prevent_initial_call=True,
+    )
     app.clientside_callback(
         ClientsideFunction("stcnn", "syncPlayer"),
         Output("tp-player", "seekTo"),
@@ -119,13 +155,13 @@ def register_callbacks(app) -> None:
         prevent_initial_call=True,
     )
     app.clientside_callback(
-        ClientsideFunction("stcnn", "showFrame"),
+        ClientsideFunction("stcnn", "showRunFrame"),
         Output("tp-3d", "figure", allow_duplicate=True),
         Output("tp-panel", "children"),
         Output("tp-label", "children"),
         Input("tp-slider", "value"),
+        Input("tp-frames", "data"),  # another run shown at the same frame number
         State("tp-3d", "figure"),
-        State("tp-frames", "data"),
         State("tp-meta", "data"),
         prevent_initial_call=True,
     )

@@ -20,7 +20,7 @@ from segmentation.options import DEVICES, PRESETS, SegmentOptions, bounds
 
 PATH, NAME = "/upload", "New run"
 _FIELDS = SegmentOptions.model_fields  # the choices and defaults, as the engine has them
-_DEVICE_LABELS = {"auto": "Automatic (GPU if there is one)", "cpu": "CPU", "cuda": "CUDA GPU"}
+_DEVICE_LABELS = {"auto": "Automatic (GPU if any)", "cpu": "CPU", "cuda": "CUDA GPU"}
 _MIN_SECONDS = bounds(_FIELDS["online_seconds"])["ge"]
 
 
