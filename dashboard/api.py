@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import re
 import socket
 import tempfile
 from pathlib import Path
@@ -267,7 +268,8 @@ def get_file(run_id: str, kind: str):
         # (werkzeug would refuse with a 416); one bytes range is served as asked.
         request.environ.pop("HTTP_RANGE")
     inline = kind in ("overlay", "preview", "thumbnail", "check") and "download" not in request.args
-    safe_name = "".join(c if c.isalnum() or c in "-_" else "_" for c in run["name"])[:60] or "run"
+    # "dog (balanced)" -> dog-balanced-overlay.mp4: each run of other characters becomes one hyphen.
+    safe_name = re.sub(r"[^0-9A-Za-z_]+", "-", run["name"]).strip("-")[:60] or "run"
     response = send_file(
         path, mimetype=mimetype, as_attachment=not inline, download_name=f"{safe_name}-{suffix}",
         conditional=True, max_age=0,

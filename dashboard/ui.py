@@ -15,7 +15,7 @@ STATUS_COLOURS = {"queued": "secondary", "running": "primary", "done": "success"
 STAGE_NAMES = {
     "starting": "Starting",
     "decode": "Reading the video",
-    "online training": "Tuning on the first frame",
+    "online training": "Tuning on the annotated frames",
     "propagation": "Segmenting the frames",
     "encode": "Writing the overlay video",
     "thumbnail": "Making the thumbnail",

@@ -283,3 +283,10 @@ def test_the_first_start_queues_a_demo_run_once(storage_dir):
     create_app(seed_demo=True, start_runner=False)  # a second start does not queue another
     time.sleep(1)
     assert len(client.get("/api/runs").get_json()["runs"]) == 1
+
+
+def test_download_names_read_like_the_run(client, tiny_clip):
+    run_id = post_run(client, tiny_clip, name="dog (balanced)").get_json()["id"]
+    assert wait_for_run(client, run_id)["status"] == "done"
+    answer = client.get(f"/api/runs/{run_id}/files/overlay?download=1")
+    assert 'filename=dog-balanced-overlay.mp4' in answer.headers["Content-Disposition"]

@@ -359,7 +359,7 @@ def test_gallery_cards_follow_runs_in_progress_and_search_as_you_type(dash_duo, 
     # The worker reports progress (as jobs.py does, through the runs index): the open page follows it.
     Storage(storage_dir).update_run(walk, status="running", stage="online training", done=5, total=240,
                                     progress=0.2)  # fmt: skip
-    dash_duo.wait_for_contains_text(f"#card-{walk}", "Tuning on the first frame", timeout=10)
+    dash_duo.wait_for_contains_text(f"#card-{walk}", "Tuning on the annotated frames", timeout=10)
     dash_duo.wait_for_contains_text(f"#card-{walk} .progress", "20 %", timeout=5)
     screenshot(dash_duo.driver, "gallery-in-progress")
 

@@ -102,7 +102,7 @@ def _step(run: dict) -> tuple[str, str]:
     if run["stage"] == "online training":
         if not run["total"]:
             return "Tuning", "–"
-        return "Tuning", f"iteration {run['done']} (stops at {run['total']} or when its time is up)"
+        return "Tuning", f"iteration {run['done']} of {run['total']}"
     return "Frame", f"{run['done']} / {run['total']}" if run["total"] else "–"
 
 
@@ -138,7 +138,7 @@ def _preview(src: str | None, status: str, stage: str | None) -> html.Div:
     if status in FINISHED:
         text, spinner = "No masked frame: the run stopped before segmenting one.", None
     elif stage == "online training":
-        text, spinner = "Tuning on the first frame; masked frames follow.", dbc.Spinner(size="sm", color="light")
+        text, spinner = "Tuning on the annotated frames; masked frames follow.", dbc.Spinner(size="sm", color="light")
     else:
         text, spinner = "The first masked frame appears here once segmentation starts.", dbc.Spinner(
             size="sm", color="light"
