@@ -33,6 +33,7 @@ from dashboard.runs import (
     file_path,
     parse_boxes,
     parse_options,
+    parse_strokes,
     rerun,
     start_run,
 )
@@ -42,7 +43,7 @@ api = Blueprint("api", __name__, url_prefix="/api")
 log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
 FILE_FIELDS = ("video", "mask", "masks", "gt")
-TEXT_FIELDS = ("name", "boxes")  # the form's fields that are not files or options
+TEXT_FIELDS = ("name", "boxes", "strokes")  # the form's fields that are not files or options
 REPEATABLE = ("masks",)  # masks for later frames: PNGs named by frame (00005.png), or zips of them
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
@@ -203,7 +204,8 @@ def create_run():
     as_text = [key for key in FILE_FIELDS if key in form]
     if as_text:
         raise BadRequest(f"'{as_text[0]}' must be a file upload.")
-    if "video" not in files or ("mask" not in files and "masks" not in files and "boxes" not in form):
+    prompted = "boxes" in form or "strokes" in form
+    if "video" not in files or ("mask" not in files and "masks" not in files and not prompted):
         raise BadRequest(
             "Send the video as 'video' and the first-frame mask PNG as 'mask' (multipart); masks for later "
             "frames, named by frame number (00005.png), as 'masks'; or instead of masks, 'boxes': a JSON list "
@@ -234,6 +236,7 @@ def create_run():
             name=form.get("name", ""), options=parse_options(form, TEXT_FIELDS),
             gt_zip=Path(files["gt"].stream.name) if "gt" in files else None,
             boxes=parse_boxes(form["boxes"]) if "boxes" in form else None,
+            strokes=parse_strokes(form["strokes"]) if "strokes" in form else None,
         )  # fmt: skip
     except _engine_errors() as exc:
         raise BadRequest(str(exc)) from None

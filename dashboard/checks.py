@@ -41,18 +41,21 @@ def check_inputs(video: Path, mask: Path, binarize: bool = False, info=None) -> 
     return facts, png.getvalue()
 
 
-def check_boxes(video: Path, boxes: list, info=None) -> tuple[dict, bytes]:
+def check_boxes(video: Path, boxes: list, info=None, strokes=()) -> tuple[dict, bytes]:
     """check_inputs for a run started from boxes (segmentation.prompts.Box): the video's facts and a PNG of frame
     0 with each box drawn in its object's colour (the model makes the masks when the run starts)."""
     import cv2
+    import numpy as np
     from PIL import Image
 
     from segmentation.masks import color_of
     from segmentation.prompts import check_boxes as check_box_list
+    from segmentation.prompts import check_strokes
     from segmentation.video import iter_frames, probe
 
     info = info or probe(video)
     check_box_list(boxes, info.width, info.height, info.frame_count)
+    check_strokes(list(strokes), boxes, info.width, info.height, info.frame_count)
     frames = iter_frames(video)
     try:
         first = next(iter(frames)).copy()
@@ -63,7 +66,11 @@ def check_boxes(video: Path, boxes: list, info=None) -> tuple[dict, bytes]:
         cv2.rectangle(first, (box.x0, box.y0), (box.x1, box.y1), color_of(box.object_id), thickness)
     png = io.BytesIO()
     Image.fromarray(first).save(png, format="PNG")
-    ids = sorted({box.object_id for box in boxes})
+    for stroke in strokes:  # negative strokes in white: they say where the object is not
+        colour = color_of(stroke.object_id) if stroke.positive else (255, 255, 255)
+        points = np.array(stroke.points, np.int32).reshape(-1, 1, 2)
+        cv2.polylines(first, [points], False, colour, 2 * stroke.radius + 1)
+    ids = sorted({p.object_id for p in [*boxes, *(s for s in strokes if s.positive)]})
     facts = {
         "width": info.width, "height": info.height, "fps": info.fps, "frame_count": info.frame_count,
         "objects": ids, "mask_frames": [0], "starts": dict.fromkeys(ids, 0),

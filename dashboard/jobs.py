@@ -190,6 +190,7 @@ def _execute(storage: Storage, run: dict, worker: str) -> str:
         summary = segment(
             video, storage.input_mask(run_id), result_dir, SegmentOptions.of(run["options"]),
             progress=reporter, cancel=reporter.should_cancel, boxes=_boxes(storage, run_id),
+            strokes=_strokes(storage, run_id),
         )  # fmt: skip
         storage.update_run(
             run_id, stage="thumbnail", device=summary.get("device"), model=_model_name(summary.get("model")),
@@ -255,6 +256,18 @@ def _boxes(storage: Storage, run_id: str) -> list:
 
     path = storage.input_boxes_path(run_id)
     return [Box(**fields) for fields in json.loads(path.read_text())] if path.exists() else []
+
+
+def _strokes(storage: Storage, run_id: str) -> list:
+    from segmentation.prompts import Stroke
+
+    path = storage.input_strokes_path(run_id)
+    if not path.exists():
+        return []
+    return [
+        Stroke(**{**fields, "points": tuple(map(tuple, fields["points"]))})
+        for fields in json.loads(path.read_text())
+    ]
 
 
 def _model_name(model) -> str | None:

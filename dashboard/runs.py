@@ -18,7 +18,9 @@ from segmentation.options import SegmentOptions  # no torch: the web process che
 
 # The options a run submitted over the web may set: not weights (a path on the server), overwrite (the job owns
 # its result folder) or ablate (for ablation studies).
-RUN_OPTIONS = tuple(name for name in SegmentOptions.model_fields if name not in ("weights", "overwrite", "ablate"))
+RUN_OPTIONS = tuple(
+    name for name in SegmentOptions.model_fields if name not in ("weights", "overwrite", "ablate")
+)
 
 # kind -> (file inside the run folder, mime type, download name suffix)
 FILE_KINDS = {
@@ -179,9 +181,33 @@ def parse_boxes(text: str) -> list:
     except ValueError:
         values = None
     if not isinstance(values, list) or not values:
-        raise BadRequest("boxes must be a JSON list of [x0, y0, x1, y1], one per object, e.g. [[10, 20, 110, 90]]")
+        raise BadRequest(
+            "boxes must be a JSON list of [x0, y0, x1, y1], one per object, e.g. [[10, 20, 110, 90]]"
+        )
     try:
         return [Box.from_list(box, object_id=i) for i, box in enumerate(values, start=1)]
+    except InputError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def parse_strokes(text: str) -> list:
+    """The `strokes` field: a JSON list of {"object": 1, "positive": true, "points": [[x, y], ...]} in frame 0's
+    pixels -> segmentation.prompts.Stroke: positive ones on an object, negative ones beside it."""
+    import json
+
+    from segmentation.errors import InputError
+    from segmentation.prompts import Stroke
+
+    try:
+        values = json.loads(text)
+    except ValueError:
+        values = None
+    if not isinstance(values, list) or not values:
+        raise BadRequest(
+            'strokes must be a JSON list of {"object": 1, "positive": true, "points": [[x, y], ...]}'
+        )
+    try:
+        return [Stroke.from_dict(value) for value in values]
     except InputError as exc:
         raise BadRequest(str(exc)) from None
 
@@ -199,6 +225,7 @@ def start_run(
     options: dict | None = None,
     gt_zip: Path | None = None,
     boxes: list | None = None,
+    strokes: list | None = None,
 ) -> str:
     """Check the inputs (raises the engine's InputError or BadRequest with a readable message), store them,
     queue the run. `more_masks`: (file, user's name) of masks for later frames, PNGs or zips of them; `boxes`
@@ -207,19 +234,25 @@ def start_run(
 
     options = options or {}
     info = _probed(video, video_name)
-    if boxes and (mask is not None or more_masks):
-        raise BadRequest("Give the objects either as masks or as boxes, not both.")
+    prompted = bool(boxes or strokes)
+    if prompted and (mask is not None or more_masks):
+        raise BadRequest("Give the objects either as masks or as boxes and strokes, not both.")
     with ExitStack() as stack:
-        if boxes:
-            masks, (_facts, check_png) = None, check_boxes(video, boxes, info)
+        if prompted:
+            masks, (_facts, check_png) = None, check_boxes(video, boxes or [], info, strokes or [])
         else:
-            masks, names = stack.enter_context(gathered_masks(storage, mask, mask_name, more_masks, info=info))
-            _facts, check_png = _checked(video, video_name, masks, names, options.get("binarize", False), info)
+            masks, names = stack.enter_context(
+                gathered_masks(storage, mask, mask_name, more_masks, info=info)
+            )
+            _facts, check_png = _checked(
+                video, video_name, masks, names, options.get("binarize", False), info
+            )
         if gt_zip is not None:
             check_gt_zip(gt_zip, (info.width, info.height), info.frame_count)
         run_id = storage.create_run(
             name=clean_name(name), video=video, mask=masks, video_name=clean_name(video_name, "video"),
             options=options, gt_zip=gt_zip, boxes=[asdict(box) for box in boxes or ()],
+            strokes=[asdict(stroke) for stroke in strokes or ()],
         )  # fmt: skip
     try:
         storage.check_path(run_id).write_bytes(check_png)

@@ -167,11 +167,16 @@ class Storage:
         folder = self.run_dir(run_id) / "input" / "masks"
         if folder.is_dir():
             return folder
-        return None if self.input_boxes_path(run_id).exists() else folder.with_name("mask.png")
+        prompted = self.input_boxes_path(run_id).exists() or self.input_strokes_path(run_id).exists()
+        return None if prompted else folder.with_name("mask.png")
 
     def input_boxes_path(self, run_id: str) -> Path:
         """input/boxes.json: the boxes a run was started from, as segmentation.prompts.Box fields."""
         return self.run_dir(run_id) / "input" / "boxes.json"
+
+    def input_strokes_path(self, run_id: str) -> Path:
+        """input/strokes.json: the strokes a run was started from, as segmentation.prompts.Stroke fields."""
+        return self.run_dir(run_id) / "input" / "strokes.json"
 
     def gt_zip(self, run_id: str) -> Path:
         return self.run_dir(run_id) / "input" / "gt.zip"
@@ -262,6 +267,7 @@ class Storage:
         options: dict | None = None,
         gt_zip: Path | None = None,
         boxes: list[dict] | None = None,
+        strokes: list[dict] | None = None,
     ) -> str:
         """Move the received files into a new run folder and queue the run. `mask`: frame 0's PNG, or a folder of
         masks named by frame (00000.png, ...); or None with `boxes` (segmentation.prompts.Box fields)."""
@@ -276,6 +282,8 @@ class Storage:
                 shutil.move(mask, input_dir / ("masks" if mask.is_dir() else "mask.png"))
             if boxes:
                 (input_dir / "boxes.json").write_text(json.dumps(boxes))
+            if strokes:
+                (input_dir / "strokes.json").write_text(json.dumps(strokes))
             if gt_zip is not None:
                 shutil.move(gt_zip, input_dir / "gt.zip")
             now = time.time()

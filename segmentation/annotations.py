@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import InputError
 from .masks import MaskSet
-from .prompts import Box, check_boxes
+from .prompts import Box, Stroke, check_boxes, check_strokes
 
 
 @dataclass(frozen=True)
@@ -50,33 +50,43 @@ def backward_spans(ids_at: dict[int, list[int]]) -> list[BackwardSpan]:
 
 @dataclass
 class Annotations:
-    """Mask files and boxes, checked together; boxes become masks once the model has seen their frame."""
+    """Mask files and prompts (boxes, strokes), checked together; prompts become masks once the model has seen their
+    frame."""
 
     masks: MaskSet | None
     boxes: list[Box] = field(default_factory=list)
+    strokes: list[Stroke] = field(default_factory=list)
     _from_boxes: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
-        if self.masks is None and not self.boxes:
-            raise InputError("give the objects to track: a mask, or a box around each object")
-        box_frames = {box.frame for box in self.boxes}
+        if self.masks is None and not self.boxes and not any(s.positive for s in self.strokes):
+            raise InputError("give the objects to track: a mask, or a box (or a stroke) on each object")
+        box_frames = {p.frame for p in [*self.boxes, *self.strokes]}
         if self.masks is not None and box_frames & set(self.masks.frames):
             both = min(box_frames & set(self.masks.frames))
-            raise InputError(f"frame {both} has both a mask and boxes: give each frame one or the other")
+            raise InputError(f"frame {both} has both a mask and prompts: give each frame one or the other")
         if 0 not in self.frames:
             raise InputError("frame 0 needs a mask or a box: the objects to track start there")
 
     @classmethod
-    def of(cls, masks: MaskSet | None, boxes: list[Box], size: tuple[int, int], frame_count: int | None):
+    def of(
+        cls,
+        masks: MaskSet | None,
+        boxes: list[Box],
+        size: tuple[int, int],
+        frame_count: int | None,
+        strokes=(),
+    ):
         check_boxes(boxes, *size, frame_count)
-        return cls(masks, list(boxes))
+        check_strokes(list(strokes), boxes, *size, frame_count)
+        return cls(masks, list(boxes), list(strokes))
 
     @property
     def ids(self) -> dict[int, list[int]]:
         """frame -> the object ids annotated there."""
         ids = {k: list(v) for k, v in (self.masks.ids if self.masks else {}).items()}
-        for box in self.boxes:
-            ids[box.frame] = sorted({*ids.get(box.frame, []), box.object_id})
+        for prompt in [*self.boxes, *(s for s in self.strokes if s.positive)]:
+            ids[prompt.frame] = sorted({*ids.get(prompt.frame, []), prompt.object_id})
         return ids
 
     @property
@@ -99,6 +109,9 @@ class Annotations:
     def boxes_at(self, frame: int) -> list[Box]:
         return [box for box in self.boxes if box.frame == frame]
 
+    def strokes_at(self, frame: int) -> list[Stroke]:
+        return [stroke for stroke in self.strokes if stroke.frame == frame]
+
     def resolve(self, frame: int, labels: np.ndarray) -> None:
         """The mask the model made from this frame's boxes (prompts.mask_from_boxes)."""
         self._from_boxes[frame] = labels
@@ -107,6 +120,6 @@ class Annotations:
         """The labels given for this frame (boxes must have been resolved), or None."""
         if frame in self._from_boxes:
             return self._from_boxes[frame]
-        if self.boxes_at(frame):
-            raise RuntimeError(f"boxes at frame {frame} were not made into a mask yet")
+        if self.boxes_at(frame) or self.strokes_at(frame):
+            raise RuntimeError(f"prompts at frame {frame} were not made into a mask yet")
         return self.masks.at(frame) if self.masks is not None else None

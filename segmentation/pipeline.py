@@ -32,7 +32,7 @@ from .model import DELTA
 from .online import POOL, OnlineBudget, budget_for, fine_tune
 from .options import SegmentOptions
 from .paths import kind_of, user_path
-from .prompts import Box, mask_from_boxes
+from .prompts import Box, Stroke, mask_from_boxes
 from .render import overlay
 from .runtime import pick_device, tune_allocator
 from .trajectory import frame_rows, object_stats, read_csv, write_csv
@@ -139,10 +139,12 @@ def segment(
     cancel: Callable[[], bool] | None = None,
     boxes: Sequence[Box] = (),
     previous: str | os.PathLike | None = None,
+    strokes: Sequence[Stroke] = (),
 ) -> dict:
     """Segments every frame of `video` from the objects in `masks`: frame 0's mask PNG, or a folder of mask PNGs
     named by frame (00000.png, 00005.png, ...; see masks.read_masks) for objects that appear later, and/or `boxes`
-    (prompts.Box: one per object and frame, made into masks by the model). A known object given again at a later
+    (prompts.Box: one per object and frame) and `strokes` (prompts.Stroke: positive or negative scribbles that
+    refine them), made into masks by the model. A known object given again at a later
     frame is a correction, which reaches backward too (annotations.py). `previous`: an earlier result of this video,
     of which only what the changed annotations reach is segmented again (versions.py). Returns the summary (also in
     OUT/summary.json). Raises InputError, WeightsError or Cancelled with a one-line message."""
@@ -161,7 +163,7 @@ def segment(
         mask_source, (info.width, info.height), info.frame_count, info.frame_names if info.is_folder else (),
         options.binarize,
     )  # fmt: skip
-    given = Annotations.of(given, list(boxes), (info.width, info.height), info.frame_count)
+    given = Annotations.of(given, list(boxes), (info.width, info.height), info.frame_count, strokes)
     earlier = load_previous(previous, info, options) if previous is not None else None
     device = pick_device(options.device)
     short_side = options.short_side
@@ -386,6 +388,7 @@ def _segment_once(
             "mask_frames": annotations.frames,
             "object_start_frames": {str(k): v for k, v in sorted(annotations.starts.items())},
             "boxes": [asdict(box) for box in annotations.boxes],
+            "strokes": [asdict(stroke) for stroke in annotations.strokes],
             # Corrections: each reverse pass, and per object the last frame that kept the forward result.
             "corrections": [
                 {"frame": span.frame, "objects": {str(k): v for k, v in span.midpoints.items()}}
@@ -460,10 +463,11 @@ def _read_annotated(
     try:
         for index, frame in enumerate(frames):
             if index in annotations.frames:
-                if annotations.boxes_at(index):
-                    annotations.resolve(
-                        index, mask_from_boxes(model, device, frame, annotations.boxes_at(index), size)
+                if annotations.boxes_at(index) or annotations.strokes_at(index):
+                    made = mask_from_boxes(
+                        model, device, frame, annotations.boxes_at(index), size, annotations.strokes_at(index)
                     )
+                    annotations.resolve(index, made)
                 if index in wanted:
                     labels = annotations.at(index)
                     examples.append((cv2.resize(frame, size, interpolation=cv2.INTER_AREA),
@@ -479,8 +483,8 @@ def _read_annotated(
             if index < 0:
                 raise InputError(f"no frames could be decoded from {video}")
             if index < last:
-                late = [box for box in annotations.boxes if box.frame > index]
-                what = f"box for object {late[0].object_id}" if late else annotations.masks.later[last].name
+                late = [p for p in [*annotations.boxes, *annotations.strokes] if p.frame > index]
+                what = f"{type(late[0]).__name__.lower()} for object {late[0].object_id}" if late else annotations.masks.later[last].name
                 raise InputError(
                     f"{what}: names frame {last}, but the video has only {index + 1} frame(s) (0 to {index})"
                 )

@@ -85,33 +85,163 @@ def check_boxes(boxes: list[Box], width: int, height: int, frame_count: int | No
         seen.add((box.object_id, box.frame))
 
 
+@dataclass(frozen=True)
+class Stroke:
+    """A scribble in the frame's pixels: on the object (positive: it belongs to it) or beside it (negative: it does
+    not). Strokes refine what a box gives, or (positive) start an object on their own."""
+
+    points: tuple[tuple[int, int], ...]
+    object_id: int = 1
+    positive: bool = True
+    frame: int = 0
+    radius: int = 4  # half the brush width, in pixels
+
+    @classmethod
+    def from_dict(cls, value, frame: int = 0) -> Stroke:
+        """{"object": 1, "positive": true, "points": [[x, y], ...], "radius": 4} (as the REST API's JSON takes it)."""
+        if not isinstance(value, dict) or not isinstance(value.get("points"), list):
+            raise InputError(
+                f'stroke {value!r}: give it as {{"object": 1, "positive": true, "points": [[x, y], ...]}}'
+            )
+        points = []
+        for point in value["points"]:
+            if not (isinstance(point, (list, tuple)) and len(point) == 2 and all(_whole(v) for v in point)):
+                raise InputError(f"stroke point {point!r}: give it as [x, y] in whole pixels")
+            points.append((int(point[0]), int(point[1])))
+        object_id, positive, radius = (
+            value.get("object", 1),
+            value.get("positive", True),
+            value.get("radius", 4),
+        )
+        if (
+            not _whole(object_id)
+            or not isinstance(positive, bool)
+            or not _whole(radius)
+            or not 1 <= radius <= 100
+        ):
+            raise InputError(
+                f"stroke {value!r}: object is an id, positive true or false, radius 1 to 100 pixels"
+            )
+        return cls(tuple(points), int(object_id), positive, frame, int(radius))
+
+    def check(self, width: int, height: int) -> None:
+        name = f"{'positive' if self.positive else 'negative'} stroke for object {self.object_id}"
+        if not self.points:
+            raise InputError(f"{name}: has no points; draw it on the frame")
+        if any(not (0 <= x < width and 0 <= y < height) for x, y in self.points):
+            raise InputError(f"{name}: goes outside the {width}x{height} frame")
+
+    def paint(self, height: int, width: int) -> np.ndarray:
+        """The stroke as a bool mask (H, W): its points joined by lines of the brush's width."""
+        canvas = np.zeros((height, width), np.uint8)
+        points = np.array(self.points, np.int32).reshape(-1, 1, 2)
+        cv2.polylines(canvas, [points], False, 1, thickness=2 * self.radius + 1)
+        for x, y in self.points:  # a single click is a dot
+            cv2.circle(canvas, (x, y), self.radius, 1, -1)
+        return canvas.astype(bool)
+
+
+def _regions_hit(found: torch.Tensor, no: torch.Tensor, yes: torch.Tensor) -> torch.Tensor:
+    """(K, H, W): the parts of each object's mask that a stroke in `no` touches, a part being a connected region;
+    a region that a stroke in `yes` touches too is left out (for negative strokes: the user says it is partly the
+    object)."""
+    out = torch.zeros_like(no)
+    for j in range(len(found)):
+        if not no[j].any():
+            continue
+        # With the stroke itself in: predictions were zeroed under it, and it joins what it crosses.
+        _, regions = cv2.connectedComponents((found[j] | no[j]).cpu().numpy().astype(np.uint8))
+        regions = torch.from_numpy(regions).to(no.device)
+        hit = set(regions[no[j]].unique().tolist()) - set(regions[yes[j]].unique().tolist()) - {0}
+        if hit:
+            out[j] = torch.isin(regions, torch.tensor(sorted(hit), device=no.device))
+    return out
+
+
+def _whole(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer()
+
+
+def check_strokes(
+    strokes: list[Stroke], boxes: list[Box], width: int, height: int, frame_count: int | None
+) -> None:
+    """Every stroke inside its frame; a negative one only for an object that a box or positive stroke starts."""
+    for stroke in strokes:
+        stroke.check(width, height)
+        if stroke.frame < 0 or (frame_count is not None and stroke.frame >= frame_count):
+            raise InputError(
+                f"stroke for object {stroke.object_id} at frame {stroke.frame}: past the video's end"
+            )
+        if not 1 <= stroke.object_id <= MAX_OBJECTS:
+            raise InputError(f"stroke for object {stroke.object_id}: object ids go from 1 to {MAX_OBJECTS}")
+    for stroke in strokes:
+        if not stroke.positive and not any(
+            p.object_id == stroke.object_id and p.frame == stroke.frame and getattr(p, "positive", True)
+            for p in [*boxes, *strokes]
+        ):
+            raise InputError(
+                f"negative stroke for object {stroke.object_id} at frame {stroke.frame} refines nothing: draw a box "
+                "or a positive stroke on that object first"
+            )
+
+
 @torch.inference_mode()
 def mask_from_boxes(
-    model: STCNN, device: torch.device, frame: np.ndarray, boxes: list[Box], size: tuple[int, int]
+    model: STCNN,
+    device: torch.device,
+    frame: np.ndarray,
+    boxes: list[Box],
+    size: tuple[int, int],
+    strokes: list[Stroke] = (),
 ) -> np.ndarray:
-    """uint8 labels (H, W) of the objects the model finds in their boxes on `frame` (RGB uint8), run at `size`."""
+    """uint8 labels (H, W) of the objects the model finds on `frame` (RGB uint8) from their boxes and strokes, run
+    at `size`. A box is the decoder's prior and bounds the result; strokes then say which pixels are (positive) or
+    are not (negative) the object, and the model runs once more from the mask so edited, so a stroke on a missed
+    part brings in the part, not only the stroke."""
     height, width = frame.shape[:2]
+    ids = sorted({p.object_id for p in [*boxes, *strokes] if getattr(p, "positive", True)})
     small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
     x = normalise(torch.from_numpy(small).to(device).permute(2, 0, 1)[None].float())
     # The frame stands still behind itself: no motion for the temporal branch to report.
     features, temporal, _ = model.encode(x, x.repeat(1, DELTA, 1, 1))
-    sx, sy = size[0] / width, size[1] / height
-    priors = torch.zeros(len(boxes), 1, size[1], size[0], device=device)
-    for prior, box in zip(priors, boxes):
-        top, bottom = int(box.y0 * sy), int(np.ceil((box.y1 + 1) * sy))
-        prior[:, top:bottom, int(box.x0 * sx) : int(np.ceil((box.x1 + 1) * sx))] = 1
-    logits = model.decode(features, temporal, priors)[-1]
-    probs = torch.sigmoid(F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False))[
-        :, 0
-    ]
-    inside = torch.zeros_like(probs, dtype=torch.bool)
-    for keep, box in zip(inside, boxes):
-        keep[box.y0 : box.y1 + 1, box.x0 : box.x1 + 1] = True
-    probs = probs * inside
+    allowed = torch.ones(len(ids), height, width, dtype=torch.bool, device=device)
+    prior = torch.zeros(len(ids), height, width, device=device)
+    for j, object_id in enumerate(ids):
+        for box in (b for b in boxes if b.object_id == object_id):
+            allowed[j] = False
+            allowed[j, box.y0 : box.y1 + 1, box.x0 : box.x1 + 1] = True
+            prior[j, box.y0 : box.y1 + 1, box.x0 : box.x1 + 1] = 1
+    painted: dict[tuple[int, bool], torch.Tensor] = {}  # (object, positive) -> every such stroke's pixels
+    for s in strokes:
+        stroke = torch.from_numpy(s.paint(height, width)).to(device)
+        key = (s.object_id, s.positive)
+        painted[key] = painted[key] | stroke if key in painted else stroke
+    yes = torch.stack([painted.get((i, True), torch.zeros_like(allowed[0])) for i in ids])
+    no = torch.stack([painted.get((i, False), torch.zeros_like(allowed[0])) for i in ids])
+    allowed |= yes
+    prior = torch.where(yes, 1.0, prior)
+
+    def predict(prior: torch.Tensor) -> torch.Tensor:
+        small_prior = F.interpolate(prior[:, None], size=(size[1], size[0]), mode="area")
+        logits = model.decode(features, temporal, small_prior)[-1]
+        probs = torch.sigmoid(
+            F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
+        )
+        probs = probs[:, 0] * allowed
+        return torch.where(yes, 1.0, torch.where(no, 0.0, probs))
+
+    probs = predict(prior)
+    if strokes:
+        no |= _regions_hit(probs > 0.5, no, yes)
+        for j, object_id in enumerate(ids):  # an object given by strokes alone is the regions they touch
+            if not any(b.object_id == object_id for b in boxes):
+                allowed[j] = _regions_hit(
+                    probs[j : j + 1] > 0.5, yes[j : j + 1], torch.zeros_like(yes[j : j + 1])
+                )[0]
+        probs = predict((probs > 0.5).float())
     background = torch.prod(1 - probs, 0, keepdim=True)
     index = torch.cat([background, probs]).argmax(0).cpu().numpy()
-    lut = np.array([0, *(box.object_id for box in boxes)], np.uint8)
-    labels = lut[index]
+    labels = np.array([0, *ids], np.uint8)[index]
     for box in boxes:  # the user says the object is there: where the model found nothing, the box is the mask
         if not (labels == box.object_id).any():
             inside = labels[box.y0 : box.y1 + 1, box.x0 : box.x1 + 1]

@@ -73,3 +73,36 @@ def test_bad_boxes_are_refused_and_nothing_is_kept(client, tiny_clip, storage_di
     assert storage.list_runs() == []
     assert list(storage.runs_root.iterdir()) == []
     assert list(storage.uploads_root.iterdir()) == []
+
+
+def test_a_run_from_a_box_and_a_negative_stroke(client, tiny_clip, storage_dir):
+    # Object 1's box, refined by a negative stroke in a corner of it; object 2 by its box alone.
+    boxes = boxes_of(tiny_clip)
+    x0, y0 = boxes[0][:2]
+    strokes = [{"object": 1, "positive": False, "points": [[x0, y0], [x0 + 1, y0 + 1]], "radius": 1}]
+    with open(tiny_clip.video, "rb") as video:
+        data = {"video": (video, "clip.mp4"), "boxes": json.dumps(boxes), "strokes": json.dumps(strokes),
+                **FAST_OPTIONS}  # fmt: skip
+        answer = client.post("/api/runs", data=data, content_type="multipart/form-data")
+    assert answer.status_code == 202, answer.get_json()
+    run = wait_for_run(client, answer.get_json()["id"])
+    assert run["status"] == "done", run["error"]
+    summary = client.get(f"/api/runs/{run['id']}/files/summary").get_json()
+    assert [(s["object_id"], s["positive"]) for s in summary["strokes"]] == [(1, False)]
+
+
+@pytest.mark.parametrize(
+    "strokes, message",
+    [
+        ("[]", "strokes must be a JSON list"),
+        ('[{"points": [[1, 2, 3]]}]', "give it as [x, y]"),
+        ('[{"object": 1, "points": [[500, 2]]}]', "goes outside the 96x64 frame"),
+        ('[{"object": 1, "positive": false, "points": [[5, 5]]}]', "refines nothing"),
+    ],
+)
+def test_bad_strokes_are_refused(client, tiny_clip, storage_dir, strokes, message):
+    with open(tiny_clip.video, "rb") as video:
+        data = {"video": (video, "clip.mp4"), "strokes": strokes, **FAST_OPTIONS}
+        answer = client.post("/api/runs", data=data, content_type="multipart/form-data")
+    assert answer.status_code == 400 and message in answer.get_json()["error"], answer.get_json()
+    assert Storage(storage_dir).list_runs() == []

@@ -251,3 +251,62 @@ def test_a_previous_result_of_another_video_or_size_is_refused(tmp_path):
     with pytest.raises(InputError, match="160x96 video of 6 frames, not this one"):
         segment(other.video, other.mask, tmp_path / "out", STILL, previous=before)
     assert not (tmp_path / "out").exists()
+
+
+def _weights_model():
+    from segmentation.weights import load_model
+
+    return load_model()[0]
+
+
+def test_a_negative_stroke_takes_out_what_the_box_let_in(tmp_path):
+    import torch
+
+    from segmentation.inference import model_size
+    from segmentation.prompts import Stroke, mask_from_boxes
+    from segmentation.video import iter_frames
+
+    # A box over the whole frame lets in both shapes as object 1; a negative stroke across shape 2 takes it out.
+    clip = make_clip(tmp_path / "clip", n_frames=2, size=(192, 128), n_objects=2, seed=0)
+    frame, truth = next(iter(iter_frames(clip.video))), read_mask(clip.mask)
+    model, size = _weights_model(), model_size(192, 128)
+    wide = [Box(0, 0, 191, 127, object_id=1)]
+    before = mask_from_boxes(model, torch.device("cpu"), frame, wide, size)
+    ys, xs = np.nonzero(truth == 2)
+    across = Stroke(((int(xs.min()) + 2, int(ys.mean())), (int(xs.max()) - 2, int(ys.mean()))), 1, positive=False)
+    after = mask_from_boxes(model, torch.device("cpu"), frame, wide, size, [across])
+    on_two = lambda labels: ((labels == 1) & (truth == 2)).sum() / (truth == 2).sum()  # noqa: E731
+    assert on_two(before) > 0.5, "the test needs a box that lets shape 2 in"
+    assert on_two(after) < 0.1
+    assert jaccard(after == 1, truth == 1) > jaccard(before == 1, truth == 1)
+
+
+def test_a_positive_stroke_alone_starts_an_object(tmp_path):
+    from segmentation.prompts import Stroke
+
+    clip = make_clip(tmp_path / "clip", n_frames=8, size=(192, 128), n_objects=2, seed=0)
+    truth = read_mask(clip.mask)
+    ys, xs = np.nonzero(truth == 1)
+    cy = int(np.median(ys))
+    row = xs[ys == cy]
+    scribble = Stroke(((int(row.min()) + 3, cy), (int(row.max()) - 3, cy)), object_id=1, radius=2)
+    summary = segment(clip.video, None, tmp_path / "out", STILL, strokes=[scribble])
+    assert summary["objects"] == [1] and len(summary["strokes"]) == 1
+    assert frames_iou(tmp_path / "out", clip.gt_dir, 1, range(8)) >= 0.7
+
+
+@pytest.mark.parametrize(
+    "stroke, message",
+    [
+        (dict(points=()), "has no points"),
+        (dict(points=((10, 10), (200, 10))), "outside the 160x96 frame"),
+        (dict(points=((10, 10),), positive=False), "refines nothing"),
+    ],
+)
+def test_bad_strokes(tmp_path, stroke, message):
+    from segmentation.prompts import Stroke
+
+    clip = _two_object_clip(tmp_path)
+    with pytest.raises(InputError, match=message):
+        segment(clip.video, None, tmp_path / "out", STILL, strokes=[Stroke(**stroke)])
+    assert not (tmp_path / "out").exists()
