@@ -168,48 +168,40 @@ def check_run_inputs(
         return _checked(video, video_name, masks, names, binarize, info)
 
 
-def parse_boxes(text: str) -> list:
-    """The `boxes` field: a JSON list of [x0, y0, x1, y1] in frame 0's pixels (inclusive), one per object, ids
-    1..N in the order given -> segmentation.prompts.Box."""
+def _prompts(text: str, what: str, make) -> list:
+    """A JSON list field of prompts, each made by make(value, position from 1); BadRequest naming `what`."""
     import json
 
     from segmentation.errors import InputError
-    from segmentation.prompts import Box
 
     try:
         values = json.loads(text)
     except ValueError:
         values = None
     if not isinstance(values, list) or not values:
-        raise BadRequest(
-            "boxes must be a JSON list of [x0, y0, x1, y1], one per object, e.g. [[10, 20, 110, 90]]"
-        )
+        raise BadRequest(what)
     try:
-        return [Box.from_list(box, object_id=i) for i, box in enumerate(values, start=1)]
+        return [make(value, i) for i, value in enumerate(values, start=1)]
     except InputError as exc:
         raise BadRequest(str(exc)) from None
+
+
+def parse_boxes(text: str) -> list:
+    """The `boxes` field: a JSON list of [x0, y0, x1, y1] in frame 0's pixels (inclusive), one per object, ids
+    1..N in the order given -> segmentation.prompts.Box."""
+    from segmentation.prompts import Box
+
+    what = "boxes must be a JSON list of [x0, y0, x1, y1], one per object, e.g. [[10, 20, 110, 90]]"
+    return _prompts(text, what, lambda box, i: Box.from_list(box, object_id=i))
 
 
 def parse_strokes(text: str) -> list:
     """The `strokes` field: a JSON list of {"object": 1, "positive": true, "points": [[x, y], ...]} in frame 0's
     pixels -> segmentation.prompts.Stroke: positive ones on an object, negative ones beside it."""
-    import json
-
-    from segmentation.errors import InputError
     from segmentation.prompts import Stroke
 
-    try:
-        values = json.loads(text)
-    except ValueError:
-        values = None
-    if not isinstance(values, list) or not values:
-        raise BadRequest(
-            'strokes must be a JSON list of {"object": 1, "positive": true, "points": [[x, y], ...]}'
-        )
-    try:
-        return [Stroke.from_dict(value) for value in values]
-    except InputError as exc:
-        raise BadRequest(str(exc)) from None
+    what = 'strokes must be a JSON list of {"object": 1, "positive": true, "points": [[x, y], ...]}'
+    return _prompts(text, what, lambda value, _i: Stroke.from_dict(value))
 
 
 def start_run(
