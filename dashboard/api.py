@@ -23,6 +23,7 @@ from pathlib import Path
 from flask import Blueprint, Request, current_app, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 
+from dashboard.checks import in_words_of
 from dashboard.context import ctx
 from dashboard.forms import FormParser, FormTooLarge
 from dashboard.runs import (
@@ -239,7 +240,7 @@ def create_run():
             strokes=parse_strokes(form["strokes"]) if "strokes" in form else None,
         )  # fmt: skip
     except _engine_errors() as exc:
-        raise BadRequest(str(exc)) from None
+        raise BadRequest(in_words_of(str(exc), "api")) from None
     return jsonify({"id": run_id, "url": f"/api/runs/{run_id}"}), 202
 
 

@@ -78,6 +78,19 @@ def check_boxes(video: Path, boxes: list, info=None, strokes=()) -> tuple[dict, 
     return facts, png.getvalue()
 
 
+# The engine's messages name its own controls (the CLI's flags); each surface of the dashboard names its own.
+_CONTROLS = {
+    "pass --binarize (binarize=True)": {"page": "tick “Soft or RGB mask”", "api": "send binarize=true"},
+}
+
+
+def in_words_of(text: str, surface: str) -> str:
+    """An engine message with its controls named as `surface` ("page" or "api") shows them."""
+    for engine, words in _CONTROLS.items():
+        text = text.replace(engine, words[surface])
+    return text
+
+
 def user_message(error: Exception, names: dict) -> str:
     """The engine's one-line message with our storage paths replaced by names the user knows (their file
     names), so no server path leaks into the page and the message still says which file is wrong.

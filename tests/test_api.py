@@ -290,3 +290,15 @@ def test_download_names_read_like_the_run(client, tiny_clip):
     assert wait_for_run(client, run_id)["status"] == "done"
     answer = client.get(f"/api/runs/{run_id}/files/overlay?download=1")
     assert 'filename=dog-balanced-overlay.mp4' in answer.headers["Content-Disposition"]
+
+
+def test_messages_name_the_apis_own_controls(client, tiny_clip, tmp_path):
+    soft = np.zeros((64, 96), np.uint8)
+    soft[10:30, 10:30], soft[30:32, 10:30] = 255, 128  # an anti-aliased edge
+    path = tmp_path / "soft.png"
+    Image.fromarray(soft).save(path)
+    with open(tiny_clip.video, "rb") as video, open(path, "rb") as mask:
+        data = {"video": (video, "clip.mp4"), "mask": (mask, "soft.png"), **FAST_OPTIONS}
+        answer = client.post("/api/runs", data=data, content_type="multipart/form-data")
+    error = answer.get_json()["error"]
+    assert answer.status_code == 400 and "send binarize=true" in error and "--binarize" not in error, error

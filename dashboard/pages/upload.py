@@ -13,6 +13,7 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, State, dcc, html, no_update
 
 from dashboard import ui
+from dashboard.checks import in_words_of
 from dashboard.context import ctx
 from dashboard.runs import BadRequest, check_run_inputs, parse_options, start_run
 from dashboard.storage import RunNotFound
@@ -74,7 +75,7 @@ def layout(**_query):
                     className="mt-3",
                     label="Soft or RGB mask (grey edges, a photo editor's export): threshold it, everything painted = one object",
                 ),  # fmt: skip
-                dbc.Label("First-frame tuning budget (seconds, optional)", className="fw-semibold mt-2"),
+                dbc.Label("Time limit for tuning (seconds, optional)", className="fw-semibold mt-2"),
                 # (no max: a value above the limit gets the server's message, which says what the limit is)
                 dbc.Input(id="online-seconds", type="number", min=_MIN_SECONDS, step=1, placeholder="from the preset"),
                 html.Hr(),
@@ -204,7 +205,7 @@ def register_callbacks(app) -> None:
             return dbc.Alert("The upload expired; pick the file again.", color="warning"), True
         except (SegmentationError, BadRequest) as exc:
             return dbc.Alert(
-                [html.Strong("This will not work: "), str(exc)], color="danger", id="check-error"
+                [html.Strong("This will not work: "), in_words_of(str(exc), "page")], color="danger", id="check-error"
             ), True
         from segmentation.masks import color_of
 
@@ -257,7 +258,7 @@ def register_callbacks(app) -> None:
             )  # fmt: skip
         except (SegmentationError, BadRequest) as exc:
             # The uploads stay where they are: fix one input and press Start again.
-            return no_update, dbc.Alert(str(exc), color="danger")
+            return no_update, dbc.Alert(in_words_of(str(exc), "page"), color="danger")
         except (RunNotFound, TypeError):
             return no_update, dbc.Alert(
                 "An upload is missing or expired; pick the files again.", color="warning"
