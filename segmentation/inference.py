@@ -78,6 +78,7 @@ class InferenceState:
     reference_objects: torch.Tensor | None = None
     reference_frames: torch.Tensor | None = None  # the annotated frame each reference row comes from
     labels: torch.Tensor | None = None  # (h, w) the last frame's result at the model's size: 0, or 1 + object index
+    probs: torch.Tensor | None = None  # (K, h, w) each object's probability in the last frame, at the model's size
 
     def model_size_ids(self) -> np.ndarray:
         """The last frame's result at the model's size as object ids (uint8), what `Segmenter.resume` takes."""
@@ -205,7 +206,7 @@ class Segmenter:
             self._remember(x, mask, given)
         labels_small = self._labels(probs)
         state.masks = torch.stack([(labels_small == j + 1) for j in range(k)])[:, None].float()
-        state.labels = labels_small
+        state.labels, state.probs = labels_small, probs
         state.history.append(x)
         if mask is not None and not state.object_ids:
             return np.zeros((height, width), np.uint8)

@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -195,6 +197,16 @@ class STCNN(nn.Module):
     def forward(self, frame, previous, masks):
         features, temporal, _ = self.encode(frame, previous)
         return self.decode(features, temporal, masks)
+
+    def with_own_decoder(self) -> STCNN:
+        """A model that shares this one's backbone and temporal branch (which online training never changes) and
+        has its own copy of the decoder, so one loaded model can serve several videos at once."""
+        other = STCNN.__new__(STCNN)
+        nn.Module.__init__(other)
+        other.backbone, other.temporal = self.backbone, self.temporal
+        other.decoder = copy.deepcopy(self.decoder)
+        other.ablate = self.ablate
+        return other
 
     def train(self, mode: bool = True):
         # The backbone's BatchNorm keeps its ImageNet statistics: our batches are too small to re-estimate them.
