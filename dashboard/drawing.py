@@ -74,7 +74,7 @@ def _read_frame(video: str, _stamp: int, index: int) -> np.ndarray:
     raise InputError(f"frame {index}: the video has fewer frames")
 
 
-# -- from the figure's shapes to the drawing, and back ------------------------------------------------------------
+# -- from the figure's shapes to the drawing, and back -------------------------------------------------------
 
 
 def _item(shape: dict, key: int, object_id: int) -> dict | None:
@@ -99,7 +99,9 @@ def updated(drawing: list[dict], relayout: dict | None, current: int) -> list[di
         for shape in relayout["shapes"] or []:
             name = str(shape.get("name") or "")
             if name in by_key:  # one of ours, perhaps moved
-                kept.append({**by_key[name], **(_item(shape, by_key[name]["key"], by_key[name]["object"]) or {})})
+                kept.append(
+                    {**by_key[name], **(_item(shape, by_key[name]["key"], by_key[name]["object"]) or {})}
+                )
             elif (item := _item(shape, next_key, current)) is not None:
                 new.append(item)
                 next_key += 1
@@ -126,7 +128,7 @@ def _shape(item: dict) -> dict:
     return {"type": "path", "path": item["path"], **common}
 
 
-# -- from the drawing to prompts and a mask -----------------------------------------------------------------------
+# -- from the drawing to prompts and a mask ------------------------------------------------------------------
 
 
 def _pixel(value: float, size: int) -> int:
@@ -190,7 +192,9 @@ def _from_boxes(frame_key, frame: np.ndarray, boxes) -> np.ndarray:
     return labels
 
 
-def labels_of(frame: np.ndarray, boxes, polygons, base: np.ndarray | None = None, frame_key=None) -> np.ndarray:
+def labels_of(
+    frame: np.ndarray, boxes, polygons, base: np.ndarray | None = None, frame_key=None
+) -> np.ndarray:
     """uint8 labels of the frame: `base` (the current masks, when correcting) with each drawn object's pixels
     replaced by the model's mask from its box, then the polygons painted over that, in the order drawn."""
     import cv2
@@ -207,7 +211,7 @@ def labels_of(frame: np.ndarray, boxes, polygons, base: np.ndarray | None = None
     return labels
 
 
-# -- the figure ---------------------------------------------------------------------------------------------------
+# -- the figure ----------------------------------------------------------------------------------------------
 
 
 def figure(frame: np.ndarray, labels: np.ndarray | None, drawing: list[dict], current: int) -> go.Figure:
@@ -234,7 +238,7 @@ def figure(frame: np.ndarray, labels: np.ndarray | None, drawing: list[dict], cu
     return fig
 
 
-# -- the panel and its callbacks ----------------------------------------------------------------------------------
+# -- the panel and its callbacks -----------------------------------------------------------------------------
 
 
 def panel(prefix: str, title: str, add_objects: bool = True) -> html.Div:
@@ -252,19 +256,33 @@ def panel(prefix: str, title: str, add_objects: bool = True) -> html.Div:
             dcc.Store(id=f"{prefix}-source"),
             dcc.Store(id=f"{prefix}-drawing", data=[]),
             html.H5(title, id=f"{prefix}-title"),
-            dbc.FormText("Drag a box around an object (or pick the outline tool above the frame for a polygon); "
-                         "its mask appears on the frame. Pick the object first."),  # fmt: skip
+            dbc.FormText(
+                "Drag a box around an object (or pick the outline tool above the frame for a polygon); "
+                "its mask appears on the frame. Pick the object first."
+            ),  # fmt: skip
             html.Div(
-                [dbc.RadioItems(id=f"{prefix}-object", value=1, inline=True,
-                                options=[{"label": "object 1", "value": 1}], className="me-3"), *buttons],
+                [
+                    dbc.RadioItems(
+                        id=f"{prefix}-object",
+                        value=1,
+                        inline=True,
+                        options=[{"label": "object 1", "value": 1}],
+                        className="me-3",
+                    ),
+                    *buttons,
+                ],
                 className="d-flex flex-wrap align-items-center my-2",
             ),  # fmt: skip
             dcc.Loading(
                 dcc.Graph(
                     id=f"{prefix}-graph",
-                    config={"displaylogo": False, "scrollZoom": False, "displayModeBar": True,
-                            "modeBarButtonsToAdd": ["drawrect", "drawclosedpath", "eraseshape"],
-                            "modeBarButtonsToRemove": ["lasso2d", "select2d", "autoScale2d"]},
+                    config={
+                        "displaylogo": False,
+                        "scrollZoom": False,
+                        "displayModeBar": True,
+                        "modeBarButtonsToAdd": ["drawrect", "drawclosedpath", "eraseshape"],
+                        "modeBarButtonsToRemove": ["lasso2d", "select2d", "autoScale2d"],
+                    },
                 ),  # fmt: skip
                 delay_show=400,
             ),
@@ -307,7 +325,9 @@ def register(app, prefix: str, load) -> None:
         trigger = callback_ctx.triggered_id
         current = int(current or 1)
         drawing = drawing or []
-        if f"{prefix}-source.data" in callback_ctx.triggered_prop_ids:  # another frame (perhaps another object)
+        if (
+            f"{prefix}-source.data" in callback_ctx.triggered_prop_ids
+        ):  # another frame (perhaps another object)
             drawing = []
         elif trigger == f"{prefix}-graph":
             drawing = updated(drawing, relayout, current)
@@ -320,7 +340,14 @@ def register(app, prefix: str, load) -> None:
         try:
             frame, base, key = load(source)
         except (SegmentationError, BadRequest) as exc:
-            return no_update, drawing, None, dbc.Alert(str(exc), color="danger", id=f"{prefix}-problem"), {}, None
+            return (
+                no_update,
+                drawing,
+                None,
+                dbc.Alert(str(exc), color="danger", id=f"{prefix}-problem"),
+                {},
+                None,
+            )
         height, width = frame.shape[:2]
         boxes, polygons, problems = prompts(drawing, width, height)
         labels = labels_of(frame, boxes, polygons, base, key) if boxes or polygons else base
@@ -352,4 +379,3 @@ def drawn_objects(drawing: list[dict], prefix: str) -> html.P:
     chips = [ui.object_chip(i, color_of(i)) for i in ids]
     text = f"{len(ids)} object{'s' if len(ids) != 1 else ''} drawn" + (": " if ids else "")
     return html.P([html.Strong(text), *chips], id=f"{prefix}-objects", className="mb-1")
-

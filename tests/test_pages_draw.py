@@ -47,7 +47,9 @@ def drag(dash_duo, graph_id, points) -> None:
     """A real mouse drag through frame pixels `points` (press at the first, release at the last)."""
     area = dash_duo.find_element(f"#{graph_id} .nsewdrag")
     # Wholly in view: actions measure from the centre of an element's visible part.
-    dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", area)
+    dash_duo.driver.execute_script(
+        "arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", area
+    )
     offsets = [_screen(dash_duo, graph_id, x, y) for x, y in points]
     chain = ActionChains(dash_duo.driver).move_to_element(area).move_by_offset(*offsets[0]).click_and_hold()
     for (x0, y0), (x1, y1) in zip(offsets, offsets[1:]):
@@ -70,7 +72,9 @@ def image_source(dash_duo, graph_id) -> str:
 
 def click(dash_duo, selector) -> None:
     element = dash_duo.find_element(selector)
-    dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", element)
+    dash_duo.driver.execute_script(
+        "arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", element
+    )
     element.click()
 
 
@@ -137,7 +141,9 @@ def test_an_outline_becomes_frame_0_s_mask(dash_duo, storage_dir, tiny_clip):
     open_upload_with_video(dash_duo, tiny_clip)
     choose_fast_options(dash_duo)
     area = dash_duo.find_element("#new-graph .nsewdrag")
-    dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", area)
+    dash_duo.driver.execute_script(
+        "arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", area
+    )
     ActionChains(dash_duo.driver).move_to_element(area).perform()  # the mode bar shows on hover
     dash_duo.find_element("#new-graph .modebar-btn[data-title='Draw closed freeform']").click()
     x0, y0, x1, y1 = object_box(tiny_clip.mask, 1)
@@ -202,5 +208,7 @@ def test_a_frame_corrected_from_the_player_makes_a_new_version(dash_duo, storage
 
     dash_duo.driver.get(f"{dash_duo.server_url}/gallery")
     card = f"#card-{run_id}"
-    wait_until(lambda: re.search(r"Version\s*2", dash_duo.find_element(card).text), 20, "version 2 in the gallery")
+    wait_until(
+        lambda: re.search(r"Version\s*2", dash_duo.find_element(card).text), 20, "version 2 in the gallery"
+    )
     assert dash_duo.get_logs() in ([], None)
