@@ -6,6 +6,8 @@ GET    /api/runs/<id>                  status, stage, progress, error, results
 GET    /api/runs/<id>/files/<kind>     overlay | masks | trajectory | summary | evaluation | preview | thumbnail | check
 POST   /api/runs/<id>/cancel           stop a queued or running run
 POST   /api/runs/<id>/rerun            run a finished run again with the same inputs
+POST   /api/runs/<id>/corrections      multipart: frame, and boxes + objects (JSON) | mask -> 202, the new version
+GET    /api/runs/<id>/versions         the run's versions, oldest first, with their files (?version=N)
 DELETE /api/runs/<id>
 POST   /api/uploads                    {"filename"} -> {"token"}: start a chunked upload (used by the pages)
 PUT    /api/uploads/<token>?offset=N   raw bytes appended at offset N -> {"size"}
@@ -29,6 +31,7 @@ from dashboard.forms import FormParser, FormTooLarge
 from dashboard.runs import (
     FILE_KINDS,
     BadRequest,
+    Conflict,
     clean_name,
     describe,
     file_path,
@@ -36,7 +39,9 @@ from dashboard.runs import (
     parse_options,
     parse_strokes,
     rerun,
+    start_correction,
     start_run,
+    versions,
 )
 from dashboard.storage import FINISHED, RunNotFound
 
@@ -179,6 +184,11 @@ def _bad_request(exc):
     return _error(400, str(exc))
 
 
+@api.errorhandler(Conflict)
+def _conflict(exc):
+    return _error(409, str(exc))
+
+
 @api.errorhandler(OSError)
 def _storage_error(exc: OSError):
     return _os_error(exc)
@@ -262,7 +272,12 @@ def get_file(run_id: str, kind: str):
     run = storage.get_run(run_id)
     if kind not in FILE_KINDS:
         return _error(404, f"Unknown file kind; use one of {', '.join(FILE_KINDS)}.")
-    path = file_path(storage, run_id, kind)
+    version = request.args.get("version", "")
+    if version and (not version.isdigit() or int(version) not in storage.earlier_versions(run_id)):
+        if not (version.isdigit() and int(version) == run["version"] and run["status"] == "done"):
+            return _error(404, f"This run has no version {version[:20]!r}; GET /api/runs/{run_id}/versions.")
+        version = ""  # the latest, by its number
+    path = file_path(storage, run_id, kind, int(version) if version else None)
     if path is None:
         return _error(404, f"This run has no {kind} file (status: {run['status']}).")
     _, mimetype, suffix = FILE_KINDS[kind]
@@ -285,6 +300,48 @@ def get_file(run_id: str, kind: str):
 def cancel_run(run_id: str):
     status = ctx().storage.request_cancel(run_id)
     return jsonify({"id": run_id, "status": status})
+
+
+@api.post("/runs/<run_id>/corrections")
+def correct_run(run_id: str):
+    """One frame corrected: the run's next version is made in the background, reusing what it can."""
+    import json
+
+    storage = ctx().storage
+    storage.get_run(run_id)  # 404 before the form is judged
+    files, form = request.files, request.form
+    unknown = sorted((set(files) - {"mask"}) | (set(form) - {"frame", "boxes", "objects"}))
+    if unknown:
+        raise BadRequest(f"Unknown field(s): {', '.join(unknown)}; send frame, and boxes with objects or mask.")
+    frame = form.get("frame", "")
+    if not frame.strip().isdigit():
+        raise BadRequest("Send 'frame': the number of the frame corrected, counting from 0.")
+    correction = {}
+    if "mask" in files:
+        if "boxes" in form:
+            raise BadRequest("Give the correction either as boxes or as a mask, not both.")
+        correction = {"mask": Path(files["mask"].stream.name), "mask_name": clean_name(files["mask"].filename, "the mask")}
+    elif "boxes" in form:
+        try:
+            correction = {"boxes": json.loads(form["boxes"]), "objects": json.loads(form.get("objects", "null"))}
+        except ValueError:
+            raise BadRequest("boxes and objects must be JSON: [[x0, y0, x1, y1], ...] and [id, ...].") from None
+    else:
+        raise BadRequest("Send the correction: 'boxes' (JSON [[x0, y0, x1, y1]]) with 'objects' (JSON [ids]), or a 'mask' PNG.")
+    try:
+        version = start_correction(storage, ctx().runner, run_id, int(frame), **correction)
+    except _engine_errors() as exc:
+        raise BadRequest(str(exc)) from None
+    return jsonify({"id": run_id, "version": version, "url": f"/api/runs/{run_id}"}), 202
+
+
+@api.get("/runs/<run_id>/versions")
+def list_versions(run_id: str):
+    storage = ctx().storage
+    run = storage.get_run(run_id)
+    making = run["version"] if run["status"] in ("queued", "running") else None
+    return jsonify({"id": run_id, "status": run["status"], "version": run["version"], "making": making,
+                    "versions": versions(storage, run)})
 
 
 @api.post("/runs/<run_id>/rerun")

@@ -178,6 +178,7 @@ def _execute(storage: Storage, run: dict, worker: str) -> str:
     reporter = _Reporter(storage, run_id, worker)
     started = time.time()
     notes: list[str] = []
+    version = run.get("version") or 1
     try:
         video = storage.input_video(run_id)
         info = probe(video)
@@ -186,11 +187,18 @@ def _execute(storage: Storage, run: dict, worker: str) -> str:
             fps=info.fps, frame_count=info.frame_count,
         )  # fmt: skip
         result_dir = storage.result_dir(run_id)
+        masks, boxes, strokes = storage.input_mask(run_id), _boxes(storage, run_id), _strokes(storage, run_id)
+        previous = None
+        if version > 1:  # a correction: made from the latest version, which is kept as an earlier one
+            masks, boxes, strokes = storage.correction_masks(run_id, version), [], []
+            previous = storage.version_dir(run_id, version - 1)
+            if not previous.exists():
+                previous.parent.mkdir(exist_ok=True)
+                result_dir.rename(previous)
         shutil.rmtree(result_dir, ignore_errors=True)
         summary = segment(
-            video, storage.input_mask(run_id), result_dir, SegmentOptions.of(run["options"]),
-            progress=reporter, cancel=reporter.should_cancel, boxes=_boxes(storage, run_id),
-            strokes=_strokes(storage, run_id),
+            video, masks, result_dir, SegmentOptions.of(run["options"]), progress=reporter,
+            cancel=reporter.should_cancel, boxes=boxes, strokes=strokes, previous=previous,
         )  # fmt: skip
         storage.update_run(
             run_id, stage="thumbnail", device=summary.get("device"), model=_model_name(summary.get("model")),
@@ -225,13 +233,31 @@ def _execute(storage: Storage, run: dict, worker: str) -> str:
             pass
         status, error = "failed", f"Unexpected error ({type(exc).__name__}): {_message(exc, storage, run)}"
     finished = time.time()
+    kept = {}
+    if version > 1 and status != "done" and _keep_earlier(storage, run_id, version):
+        # A correction that did not finish loses nothing: the run is done again, at the version before.
+        what = "was cancelled" if status == "cancelled" else f"failed: {error}"
+        status, error, kept = "done", f"The correction (version {version}) {what} Version {version - 1} is kept.", {
+            "version": version - 1}  # fmt: skip
     # Only while the run is still ours: a rerun or the stale-run check may have taken it meanwhile.
     storage.finish(
         run_id, worker, status=status, error=error, stage="done" if status == "done" else None,
         progress=1.0 if status == "done" else reporter_progress(storage, run_id), eta_s=None,
-        run_time_s=round(finished - started, 2), finished_at=finished, cancel_requested=0,
+        run_time_s=round(finished - started, 2), finished_at=finished, cancel_requested=0, **kept,
     )  # fmt: skip
     return status
+
+
+def _keep_earlier(storage: Storage, run_id: str, version: int) -> bool:
+    """Puts version - 1 back as the latest result after its correction failed; False if it is gone too."""
+    earlier, result_dir = storage.version_dir(run_id, version - 1), storage.result_dir(run_id)
+    try:
+        if not result_dir.exists() and earlier.is_dir():
+            earlier.rename(result_dir)
+        shutil.rmtree(storage.correction_masks(run_id, version), ignore_errors=True)
+    except OSError:  # the run was deleted meanwhile
+        return False
+    return result_dir.is_dir()
 
 
 def reporter_progress(storage: Storage, run_id: str) -> float:

@@ -13,8 +13,8 @@ from dashboard.context import ctx
 from dashboard.storage import Storage
 
 
-def _stamp(storage: Storage, run_id: str) -> int:
-    path = storage.result_dir(run_id) / "trajectory.csv"
+def _stamp(folder) -> int:
+    path = folder / "trajectory.csv"
     return path.stat().st_mtime_ns if path.exists() else 0
 
 
@@ -27,15 +27,16 @@ def _cached(key: str, compute) -> pd.DataFrame:
     return value
 
 
-def trajectory(run: dict) -> pd.DataFrame:
-    """The run's trajectory with speed_px_s; empty if the run has no result."""
+def trajectory(run: dict, version: int | None = None) -> pd.DataFrame:
+    """The run's trajectory with speed_px_s (an earlier version's with `version`); empty if it has no result."""
     from segmentation.trajectory import read_csv, with_speed
 
     storage = ctx().storage
-    path = storage.result_dir(run["id"]) / "trajectory.csv"
+    folder = storage.result_dir(run["id"]) if version is None else storage.version_dir(run["id"], version)
+    path = folder / "trajectory.csv"
     if not path.exists():
         return pd.DataFrame(columns=["frame", "time_s", "object_id", "x", "y", "area_px", "visible"])
-    key = f"trajectory:{run['id']}:{_stamp(storage, run['id'])}"
+    key = f"trajectory:{run['id']}:{version}:{path.stat().st_mtime_ns}"
     return _cached(key, lambda: with_speed(read_csv(path), run["fps"] or 25.0))
 
 
@@ -57,18 +58,24 @@ def evaluation(run: dict) -> pd.DataFrame | None:
     return pd.read_csv(path) if path.exists() else None
 
 
-def mask_iou(run_a: dict, run_b: dict) -> pd.DataFrame:
-    """Per frame and object id, the IoU of the two runs' masks (and 'all' for the union of objects)."""
+def mask_iou(run_a: dict, run_b: dict, version_a: int | None = None, version_b: int | None = None) -> pd.DataFrame:
+    """Per frame and object id, the IoU of the two runs' masks (and 'all' for the union of objects); of an
+    earlier version of either with `version_a` / `version_b` (two versions of one run compare the same way)."""
     storage = ctx().storage
-    key = f"iou:{run_a['id']}:{_stamp(storage, run_a['id'])}:{run_b['id']}:{_stamp(storage, run_b['id'])}"
-    return _cached(key, lambda: _mask_iou(storage, run_a["id"], run_b["id"]))
+    folder_a, folder_b = _result(storage, run_a["id"], version_a), _result(storage, run_b["id"], version_b)
+    key = f"iou:{run_a['id']}:{version_a}:{_stamp(folder_a)}:{run_b['id']}:{version_b}:{_stamp(folder_b)}"
+    return _cached(key, lambda: _mask_iou(folder_a / "masks", folder_b / "masks"))
 
 
-def _mask_iou(storage: Storage, id_a: str, id_b: str) -> pd.DataFrame:
+def _result(storage: Storage, run_id: str, version: int | None):
+    return storage.result_dir(run_id) if version is None else storage.version_dir(run_id, version)
+
+
+def _mask_iou(folder_a, folder_b) -> pd.DataFrame:
     from segmentation.masks import read_mask
 
-    masks_a = sorted((storage.result_dir(id_a) / "masks").glob("*.png"))
-    masks_b = {p.name: p for p in (storage.result_dir(id_b) / "masks").glob("*.png")}
+    masks_a = sorted(folder_a.glob("*.png"))
+    masks_b = {p.name: p for p in folder_b.glob("*.png")}
     rows = []
     for frame, path in enumerate(masks_a):
         if path.name not in masks_b:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import uuid
@@ -10,6 +11,8 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from functools import partial
 from pathlib import Path
+
+import numpy as np
 
 from dashboard.archives import open_pngs, unpack
 from dashboard.checks import check_boxes, check_inputs, user_message
@@ -34,11 +37,18 @@ FILE_KINDS = {
     "check": ("check.png", "image/png", "first-frame.png"),
 }
 
+# What an earlier version of a run keeps to download or play (a version's J and F are not kept).
+VERSIONED = ("overlay", "masks", "trajectory", "summary")
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class BadRequest(ValueError):
     """Input the user must fix; the message is shown as is."""
+
+
+class Conflict(ValueError):
+    """A request the run's state refuses (still running): the message is shown as is."""
 
 
 def clean_name(text: str | None, default: str = "") -> str:
@@ -272,13 +282,20 @@ def rerun(storage: Storage, runner, run_id: str) -> None:
     runner.submit(run_id)
 
 
-def file_path(storage: Storage, run_id: str, kind: str) -> Path | None:
-    """The file of that kind for the run, built on demand (masks zip); None if it does not exist (yet)."""
+def file_path(storage: Storage, run_id: str, kind: str, version: int | None = None) -> Path | None:
+    """The file of that kind for the run, built on demand (masks zip); None if it does not exist (yet).
+    `version`: an earlier version's (storage.version_dir), for the kinds VERSIONED; the latest's otherwise."""
     if kind not in FILE_KINDS:
         return None
     relative = FILE_KINDS[kind][0]
-    path = storage.contained_file(run_id, relative)
     masks = storage.result_dir(run_id) / "masks"
+    if version is not None and version in storage.earlier_versions(run_id):
+        if kind not in VERSIONED:
+            return None
+        relative = f"versions/masks-{version}.zip" if kind == "masks" else relative.replace(
+            "result/", f"versions/{version}/")  # fmt: skip
+        masks = storage.version_dir(run_id, version) / "masks"
+    path = storage.contained_file(run_id, relative)
     linked = any(p.is_symlink() for p in (masks, masks.parent, masks.parent.parent))
     if kind == "masks" and path is None and masks.is_dir() and not linked:
         target = storage.run_dir(run_id) / relative
@@ -287,7 +304,7 @@ def file_path(storage: Storage, run_id: str, kind: str) -> Path | None:
         try:
             with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as archive:  # PNGs are compressed already
                 for png in sorted(masks.glob("*.png")):
-                    if storage.contained_file(run_id, f"result/masks/{png.name}"):
+                    if storage.contained_file(run_id, f"{masks.relative_to(storage.run_dir(run_id))}/{png.name}"):
                         archive.write(png, f"masks/{png.name}")
             tmp.replace(target)
         finally:
@@ -301,7 +318,7 @@ def describe(storage: Storage, run: dict) -> dict:
     keys = (
         "id", "name", "status", "stage", "done", "total", "progress", "eta_s", "error", "options",
         "video_name", "input_hash", "width", "height", "fps", "frame_count", "objects", "device", "model",
-        "run_time_s", "timings", "j", "f", "jf", "created_at", "updated_at", "started_at", "finished_at",
+        "run_time_s", "timings", "j", "f", "jf", "created_at", "updated_at", "started_at", "finished_at", "version",
     )  # fmt: skip
     out = {key: run.get(key) for key in keys}
     out["files"] = {
@@ -311,3 +328,107 @@ def describe(storage: Storage, run: dict) -> dict:
         or (kind == "masks" and run["status"] == "done")
     }
     return out
+
+
+def versions(storage: Storage, run: dict) -> list[dict]:
+    """Every finished version of the run, oldest first: its number, what it changed, its files."""
+    run_id = run["id"]
+    found = [(n, storage.version_dir(run_id, n)) for n in storage.earlier_versions(run_id)]
+    if run["status"] == "done" or (storage.result_dir(run_id) / "summary.json").exists():
+        found.append((None, storage.result_dir(run_id)))
+    out = []
+    for number, folder in found:
+        try:
+            summary = json.loads((folder / "summary.json").read_text())
+        except (OSError, ValueError):
+            continue
+        version = int(summary.get("version", 1))
+        query = "" if number is None else f"?version={version}"
+        out.append({
+            "version": version, "latest": number is None,
+            "annotated_frames": summary.get("mask_frames", []), "previous": summary.get("previous"),
+            "files": {kind: f"/api/runs/{run_id}/files/{kind}{query}" for kind in VERSIONED},
+        })  # fmt: skip
+    return sorted(out, key=lambda v: v["version"])
+
+
+def correction_masks(
+    storage: Storage, run: dict, frame: int, *, boxes=None, objects=None, polygons=(), mask=None,
+    mask_name="the mask",
+) -> Path:
+    """The masks version n+1 of a done run starts from, in a staging folder: version n's annotations (its
+    state/annotations/) with `frame` corrected, by `boxes` ([x0, y0, x1, y1] lists, for the known object ids
+    `objects`, made into masks by the model) and `polygons` ((object id, points) painted over them, as
+    dashboard.drawing gives them), or by `mask` (a PNG of that frame, whose objects are corrected). BadRequest
+    when the frame, boxes, objects or mask do not fit the run."""
+    from dashboard import drawing
+    from segmentation.errors import InputError
+    from segmentation.masks import ids_in, read_first_mask, read_mask, write_mask
+    from segmentation.prompts import Box
+
+    run_id, result = run["id"], storage.result_dir(run["id"])
+    count, known = run["frame_count"] or 0, set(run["objects"] or [])
+    if isinstance(frame, bool) or not isinstance(frame, int) or not 0 <= frame < count:
+        raise BadRequest(f"frame {frame!r}: the video has frames 0 to {count - 1}.")
+    if (boxes is None and not polygons) == (mask is None):
+        raise BadRequest("Give the correction either as boxes (with their objects) or as a mask PNG.")
+    size = (run["width"], run["height"])
+    annotations = result / "state" / "annotations"
+    given = annotations / f"{frame:05d}.png"
+    labels = read_mask(given) if given.exists() else np.zeros(size[::-1], np.uint8)
+    try:
+        if mask is None:
+            boxes = [] if boxes is None and polygons else boxes
+            if not isinstance(boxes, list) or not (boxes or polygons) or not isinstance(objects, list) or len(
+                objects) != len(boxes):  # fmt: skip
+                raise BadRequest("boxes must be a JSON list of [x0, y0, x1, y1] and objects a list of as many ids.")
+            if not all(isinstance(o, int) and not isinstance(o, bool) for o in objects) or len(set(objects)) < len(
+                objects):  # fmt: skip
+                raise BadRequest("objects must be distinct whole ids, one per box.")
+            unknown = sorted({*objects, *(o for o, _ in polygons)} - known)
+            if unknown:
+                raise BadRequest(f"object {unknown[0]}: not in this run (its objects are "
+                                 f"{', '.join(map(str, sorted(known)))}); a correction redraws a known object.")  # fmt: skip
+            prompts = [Box.from_list(box, object_id=o, frame=frame) for box, o in zip(boxes, objects)]
+            for box in prompts:
+                box.check(*size)
+            video_frame = drawing.read_frame(storage.input_video(run_id), frame)
+            labels = drawing.labels_of(video_frame, prompts, list(polygons), labels, ("run", run_id, frame))
+        else:
+            drawn = read_first_mask(mask, size)
+            ids = ids_in(drawn)
+            unknown = sorted(set(ids) - known)
+            if unknown:
+                raise BadRequest(f"object {unknown[0]}: not in this run; a correction redraws a known object.")
+            labels[np.isin(labels, ids)] = 0
+            labels[drawn > 0] = drawn[drawn > 0]
+    except InputError as exc:
+        raise BadRequest(user_message(exc, {mask: mask_name}) if mask else str(exc)) from None
+    folder = storage.new_staging()
+    try:
+        for png in sorted(annotations.glob("*.png")):
+            shutil.copyfile(png, folder / png.name)
+        write_mask(folder / f"{frame:05d}.png", labels)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return folder
+
+
+def start_correction(storage: Storage, runner, run_id: str, frame: int, **correction) -> int:
+    """Queue the next version of a done run with one frame corrected (correction_masks); returns its number.
+    RunNotFound when the run is gone, Conflict when it is not done, BadRequest for a correction that does not
+    fit. The latest version stays viewable until the new one is made."""
+    run = storage.get_run(run_id)
+    if run["status"] != "done":
+        raise Conflict(f"The run is {run['status']}: correct it once it is done.")
+    version = (run["version"] or 1) + 1
+    folder = correction_masks(storage, run, frame, **correction)
+    try:
+        storage.queue_correction(run_id, folder, version)
+    except ValueError as exc:
+        raise Conflict(f"{str(exc)[:1].upper()}{str(exc)[1:]}.") from None
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)  # moved into the run when queued
+    runner.submit(run_id)
+    return version

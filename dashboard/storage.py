@@ -9,7 +9,11 @@ Layout (every path derives from a run id or an upload token, never from a user's
                                  masks/00000.png, 00005.png, ... (masks named by frame, for objects that
                                  appear later)
     <root>/runs/<id>/gt/         ground-truth masks unpacked from gt.zip
-    <root>/runs/<id>/result/     the engine's out_dir (appears whole or not at all)
+    <root>/runs/<id>/result/     the engine's out_dir (appears whole or not at all): the latest version
+    <root>/runs/<id>/versions/<n>/  earlier versions' results, kept as they were (n = 1, 2, ...; the runs row's
+                                 `version` is the latest's, or the one being made)
+    <root>/runs/<id>/input/corrections/<n>/  the masks version n >= 2 is made from: version n - 1's annotations
+                                 (its state/annotations/) with one frame corrected, named by frame
     <root>/runs/<id>/preview.jpg latest masked frame while running
     <root>/runs/<id>/check.png   frame 0 with the first-frame mask drawn on it
 """
@@ -64,7 +68,8 @@ CREATE TABLE IF NOT EXISTS runs (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     started_at REAL,
-    finished_at REAL
+    finished_at REAL,
+    version INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
 """
@@ -73,7 +78,7 @@ CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
 _UPDATABLE = {
     "name", "status", "stage", "done", "total", "progress", "eta_s", "error", "options", "input_hash",
     "width", "height", "fps", "frame_count", "objects", "device", "model", "run_time_s", "timings",
-    "j", "f", "jf", "cancel_requested", "worker", "heartbeat_at", "started_at", "finished_at",
+    "j", "f", "jf", "cancel_requested", "worker", "heartbeat_at", "started_at", "finished_at", "version",
 }  # fmt: skip
 _JSON_COLUMNS = ("options", "timings", "objects")
 
@@ -101,6 +106,8 @@ class Storage:
             columns = {row["name"] for row in conn.execute("PRAGMA table_info(runs)")}
             if "heartbeat_at" not in columns:  # an index made before heartbeats existed
                 conn.execute("ALTER TABLE runs ADD COLUMN heartbeat_at REAL")
+            if "version" not in columns:  # an index made before corrections existed
+                conn.execute("ALTER TABLE runs ADD COLUMN version INTEGER NOT NULL DEFAULT 1")
         finally:
             conn.close()
 
@@ -186,6 +193,18 @@ class Storage:
 
     def result_dir(self, run_id: str) -> Path:
         return self.run_dir(run_id) / "result"
+
+    def version_dir(self, run_id: str, version: int) -> Path:
+        """An earlier version's result (the latest is result_dir)."""
+        return self.run_dir(run_id) / "versions" / str(int(version))
+
+    def correction_masks(self, run_id: str, version: int) -> Path:
+        return self.run_dir(run_id) / "input" / "corrections" / str(int(version))
+
+    def earlier_versions(self, run_id: str) -> list[int]:
+        folder = self.run_dir(run_id) / "versions"
+        found = folder.iterdir() if folder.is_dir() and not folder.is_symlink() else []
+        return sorted(int(p.name) for p in found if p.name.isdigit() and p.is_dir())
 
     def preview_path(self, run_id: str) -> Path:
         return self.run_dir(run_id) / "preview.jpg"
@@ -478,6 +497,30 @@ class Storage:
             cancel_requested=0, worker=None, heartbeat_at=None, started_at=None, finished_at=None, run_time_s=None,
             j=None, f=None, jf=None,
         )  # fmt: skip
+
+    def queue_correction(self, run_id: str, masks: Path, version: int) -> None:
+        """Queue version `version` of a done run whose latest is version - 1, made from `masks` (a folder, moved
+        into input/corrections/); RunNotFound if the run is gone, ValueError if it is not done or another
+        correction came first. The latest result stays until the job makes the new one."""
+        now = time.time()
+        target = self.correction_masks(run_id, version)
+        with self._transaction() as conn:
+            row = conn.execute("SELECT status, version FROM runs WHERE id=?", (run_id,)).fetchone()
+            if row is None:
+                raise RunNotFound(run_id)
+            if row["status"] != "done" or row["version"] != version - 1:
+                raise ValueError(f"the run is {row['status']}: correct it once it is done")
+            shutil.rmtree(target, ignore_errors=True)  # left by a correction that failed
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(masks, target)
+            conn.execute(
+                "UPDATE runs SET status='queued', version=?, stage=NULL, done=0, total=0, progress=0, eta_s=NULL,"
+                " error=NULL, cancel_requested=0, worker=NULL, heartbeat_at=NULL, started_at=NULL,"
+                " finished_at=NULL, updated_at=? WHERE id=?",
+                (version, now, run_id),
+            )
+        for path in (self.run_dir(run_id) / "masks.zip", self.preview_path(run_id)):
+            path.unlink(missing_ok=True)  # the latest version's masks zip is made again from the new result
 
     def delete_run(self, run_id: str) -> None:
         """Remove the run and its folder; RunNotFound if it is gone. Of several deletes at once, the one whose

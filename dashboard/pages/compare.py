@@ -1,6 +1,7 @@
 """Compare two runs: players side by side on one clock (the left one's controls play, pause and seek both),
 both trajectories in one 3D plot, and for runs of the same video (same input hash) the per-frame IoU between
-their masks."""
+their masks. `va` / `vb` pick an earlier version of either run, so two versions of one run compare alike
+(/compare?a=ID&b=ID&va=1)."""
 
 from __future__ import annotations
 
@@ -20,10 +21,18 @@ def _swatch(colour: str) -> html.Span:
     return html.Span(className="swatch", style={"background": colour})
 
 
-def _side(run: dict, key: str, label: str, colour: str) -> dbc.Col:
+def _version(storage, run: dict | None, text) -> int | None:
+    """An earlier version of the run asked for in the query, or None for the latest."""
+    if run is None or not str(text or "").isdigit():
+        return None
+    return int(text) if int(text) in storage.earlier_versions(run["id"]) else None
+
+
+def _side(run: dict, key: str, label: str, colour: str, version: int | None = None) -> dbc.Col:
     facts = (f"{run['frame_count']} frames · {run['width']}×{run['height']} · {run['device'] or ''} · "
              f"{ui.fmt_seconds(run['run_time_s'])} · J&F {ui.fmt_score(run['jf'])}")  # fmt: skip
-    player = dash_player.DashPlayer(id=f"cmp-player-{key}", url=f"/api/runs/{run['id']}/files/overlay",
+    query = f"?version={version}" if version else ""
+    player = dash_player.DashPlayer(id=f"cmp-player-{key}", url=f"/api/runs/{run['id']}/files/overlay{query}",
                                     controls=key == "a", muted=True, width="100%", height="auto",
                                     intervalCurrentTime=100)  # fmt: skip
     if key == "b":
@@ -33,7 +42,7 @@ def _side(run: dict, key: str, label: str, colour: str) -> dbc.Col:
     return dbc.Col(
         dbc.Card(
             [
-                dbc.CardHeader([_swatch(colour), html.A(label, href=f"/player?id={run['id']}"),
+                dbc.CardHeader([_swatch(colour), html.A(label, href=f"/player?id={run['id']}{query.replace('?', '&')}"),
                                 html.Span(f" · {hint}", className="text-muted fw-normal small")]),
                 dbc.CardBody([player, html.Div(facts, className="text-muted small mt-1")]),
             ]
@@ -42,19 +51,23 @@ def _side(run: dict, key: str, label: str, colour: str) -> dbc.Col:
     )  # fmt: skip
 
 
-def layout(a=None, b=None, **_query):
+def layout(a=None, b=None, va=None, vb=None, **_query):
     storage = ctx().storage
     run_a, run_b = storage.find_run(a), storage.find_run(b)
+    version_a, version_b = _version(storage, run_a, va), _version(storage, run_b, vb)
     if not run_a or not run_b or run_a["status"] != "done" or run_b["status"] != "done":
         return ui.not_found("pair of finished runs")
-    pairs = [(run_a, trajectory(run_a)), (run_b, trajectory(run_b))]
+    pairs = [(run_a, trajectory(run_a, version_a)), (run_b, trajectory(run_b, version_b))]
     label_a, label_b = figures.run_labels([run_a, run_b])
+    if run_a["id"] == run_b["id"] or version_a or version_b:  # versions of a run: told apart by their numbers
+        label_a = f"{run_a['name']} v{version_a or run_a['version']}"
+        label_b = f"{run_b['name']} v{version_b or run_b['version']}"
     colour_a, colour_b = figures.run_colour(0), figures.run_colour(1)
     meta = player_meta(run_a)
     meta["frame_count"] = min(run_a["frame_count"] or 1, run_b["frame_count"] or 1)
     same_video = run_a["input_hash"] and run_a["input_hash"] == run_b["input_hash"]
     if same_video:
-        iou = mask_iou(run_a, run_b)
+        iou = mask_iou(run_a, run_b, version_a, version_b)
         iou_figure = figures.per_frame_scores(iou, ("iou",), "Per-frame IoU between the two runs' masks")
         mean = iou[iou["object_id"] == "all"]["iou"].mean()
         iou_note = html.P(f"Mean IoU over all objects: {mean:.3f}", id="iou-mean")
@@ -67,7 +80,8 @@ def layout(a=None, b=None, **_query):
         [
             dcc.Store(id="cmp-meta", data=meta),
             html.H2("Compare runs"),
-            dbc.Row([_side(run_a, "a", label_a, colour_a), _side(run_b, "b", label_b, colour_b)], className="g-3"),
+            dbc.Row([_side(run_a, "a", label_a, colour_a, version_a), _side(run_b, "b", label_b, colour_b, version_b)],
+                    className="g-3"),  # fmt: skip
             dcc.Slider(
                 id="cmp-slider",
                 min=0,

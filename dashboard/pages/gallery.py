@@ -57,6 +57,7 @@ def run_card(run: dict, picked: bool = False) -> dbc.Col:
         ("Device", run["device"] or "–"),
         ("Run time", ui.fmt_seconds(run["run_time_s"])),
         ("J&F", ui.fmt_score(run["jf"])),
+        ("Version", run.get("version") or 1),
     ]
     in_progress = [] if run["status"] in FINISHED else _progress(run)
     picture = _picture(run)

@@ -1,5 +1,7 @@
 """Player: the overlay video, a frame slider and the 3D trajectory, linked every way in the browser
-(assets/player.js); a per-frame panel; downloads; J and F when the run has ground truth."""
+(assets/player.js); a per-frame panel; downloads; J and F when the run has ground truth. "Correct this frame"
+draws on the frame shown (dashboard.drawing) and makes the run's next version in the background; a version
+picker shows earlier versions (?version=N)."""
 
 from __future__ import annotations
 
@@ -7,11 +9,12 @@ import dash_bootstrap_components as dbc
 import dash_player
 from dash import ClientsideFunction, Input, Output, State, dcc, html, no_update
 
-from dashboard import figures, ui
+from dashboard import drawing, figures, ui
 from dashboard.context import ctx
 from dashboard.results import evaluation, frame_table, trajectory
 
 PATH, NAME = "/player", "Player"
+FIX = "fix"  # the correction drawing's id prefix
 
 
 def slider_marks(frame_count: int) -> dict:
@@ -37,11 +40,12 @@ def player_meta(run: dict, colours: dict | None = None, label: str | None = None
     }
 
 
-def downloads(run_id: str) -> html.Div:
+def downloads(run_id: str, version: int | None = None) -> html.Div:
     items = [("overlay", "Overlay video (.mp4)"), ("masks", "Masks (.zip)"), ("trajectory", "Trajectory (.csv)"),
              ("summary", "Summary (.json)")]  # fmt: skip
+    query = f"&version={version}" if version else ""
     return html.Div(
-        [dbc.Button([html.Span("⬇ "), text], href=f"/api/runs/{run_id}/files/{kind}?download=1", external_link=True,
+        [dbc.Button([html.Span("⬇ "), text], href=f"/api/runs/{run_id}/files/{kind}?download=1{query}", external_link=True,
                     color="secondary", outline=True, size="sm", className="me-2 mb-2", id=f"download-{kind}")
          for kind, text in items]
     )  # fmt: skip
@@ -81,22 +85,61 @@ def scores_card(run: dict):
     )  # fmt: skip
 
 
-def layout(id=None, **_query):  # noqa: A002
-    run = ctx().storage.find_run(id)
+def version_picker(run: dict, shown: int | None) -> html.Div:
+    """Links to each version of the run (shown: an earlier one's number, None for the latest)."""
+    earlier = ctx().storage.earlier_versions(run["id"])
+    if not earlier:
+        return html.Div(id="version-picker")
+    links = [dbc.NavItem(dbc.NavLink(f"{n}", href=f"/player?id={run['id']}&version={n}", active=n == shown,
+                                     id=f"version-{n}")) for n in earlier]  # fmt: skip
+    latest = run["version"] if run["status"] == "done" else max(earlier) + 1
+    links.append(dbc.NavItem(dbc.NavLink(f"{latest} (latest)", href=f"/player?id={run['id']}", active=shown is None,
+                                         id=f"version-{latest}")))  # fmt: skip
+    compare = [] if shown is None or run["status"] != "done" else [
+        dbc.Button(f"Compare with version {latest}", href=f"/compare?a={run['id']}&b={run['id']}&va={shown}",
+                   id="compare-versions", color="link", size="sm")]  # fmt: skip
+    return html.Div([html.Span("Version ", className="me-2 text-muted"), dbc.Nav(links, pills=True, className="d-inline-flex"),
+                     *compare], id="version-picker", className="d-flex align-items-center mb-2")  # fmt: skip
+
+
+def correction_card(run: dict) -> dbc.Card:
+    return dbc.Card(
+        dbc.CardBody(
+            [
+                dbc.Button("Correct this frame", id="correct-open", color="primary", outline=True, className="mb-2"),
+                dbc.FormText(" Pause on a frame whose mask is wrong, press this and draw the object again: the "
+                             "run gets a new version, made in the background from this one.", className="ms-2"),
+                drawing.panel(FIX, "Correct the frame", add_objects=False),
+                dbc.Button("Make the corrected version", id="correct-submit", color="primary", className="mt-2",
+                           style={"display": "none"}),
+                html.Div(id="correct-result", className="mt-2"),
+                dcc.Location(id="correct-redirect", refresh="callback-nav"),
+            ]
+        ),
+        className="mt-3",
+    )  # fmt: skip
+
+
+def layout(id=None, version=None, **_query):  # noqa: A002
+    storage = ctx().storage
+    run = storage.find_run(id)
     if run is None:
         return ui.not_found()
-    if run["status"] != "done":
+    earlier = int(version) if str(version or "").isdigit() and int(version) in storage.earlier_versions(run["id"]) else None
+    if run["status"] != "done" and earlier is None:
         return dbc.Alert([html.H4(f"{run['name']} is {run['status']}"),
                           dbc.Button("Follow the run", href=f"/run?id={run['id']}", color="primary")], color="info")  # fmt: skip
     meta = player_meta(run)
-    df = trajectory(run)
+    df = trajectory(run, earlier)
     frames = meta["frame_count"]
+    query = f"?version={earlier}" if earlier else ""
     video = dbc.Card(
         dbc.CardBody(
             [
+                version_picker(run, earlier),
                 dash_player.DashPlayer(
                     id="player",
-                    url=f"/api/runs/{run['id']}/files/overlay",
+                    url=f"/api/runs/{run['id']}/files/overlay{query}",
                     controls=True,
                     width="100%",
                     height="auto",
@@ -121,6 +164,7 @@ def layout(id=None, **_query):  # noqa: A002
     facts = [
         f"{run['width']}×{run['height']} px", f"{frames} frames", f"{meta['fps']:.3g} fps",
         f"{len(run['objects'] or [])} object(s)", f"{run['device'] or ''}", f"run time {ui.fmt_seconds(run['run_time_s'])}",
+        f"version {earlier or run['version']}" + (" (an earlier one)" if earlier else ""),
     ]  # fmt: skip
     return html.Div(
         [
@@ -149,19 +193,21 @@ def layout(id=None, **_query):  # noqa: A002
                                     ),
                                 ]
                             ),
-                            html.Div(downloads(run["id"]), className="mt-3"),
+                            html.Div(downloads(run["id"], earlier), className="mt-3"),
                         ],
                         lg=6,
                     ),  # fmt: skip
                 ],
                 className="g-3",
             ),
+            correction_card(run) if earlier is None else None,
             scores_card(run),
         ]
     )
 
 
 def register_callbacks(app) -> None:
+    register_correction(app)
     app.clientside_callback(
         ClientsideFunction("stcnn", "syncPlayer"),
         Output("player", "seekTo"),
@@ -244,3 +290,73 @@ def register_callbacks(app) -> None:
             return dbc.Alert(user_message(exc, names), color="danger"), None
         message = dbc.Alert(f"J&F {scores['jf']:.3f} (J {scores['j']:.3f}, F {scores['f']:.3f}).", color="success")
         return message, (storage.find_run(run_id), pd.read_csv(storage.evaluation_path(run_id)))
+
+
+def _run_frame(source: dict):
+    """The frame to correct and the run's masks on it, for the drawing."""
+    from dashboard.runs import BadRequest
+    from segmentation.masks import read_mask
+
+    storage = ctx().storage
+    run = storage.find_run(source.get("run_id"))
+    if run is None or run["status"] != "done":
+        raise BadRequest("This run is gone or making a new version: correct it once it is done.")
+    frame = int(source.get("frame") or 0)
+    masks = sorted((storage.result_dir(run["id"]) / "masks").glob("*.png"))
+    if not 0 <= frame < len(masks):
+        raise BadRequest(f"frame {frame}: the run has frames 0 to {len(masks) - 1}.")
+    return drawing.read_frame(storage.input_video(run["id"]), frame), read_mask(masks[frame]), ("run", run["id"], frame)
+
+
+def register_correction(app) -> None:
+    drawing.register(app, FIX, _run_frame)
+
+    @app.callback(
+        Output(f"{FIX}-source", "data"),
+        Output(f"{FIX}-object", "options", allow_duplicate=True),  # (also the drawing's own "Add object")
+        Output(f"{FIX}-object", "value", allow_duplicate=True),
+        Output(f"{FIX}-title", "children"),
+        Output("correct-submit", "style"),
+        Input("correct-open", "n_clicks"),
+        State("frame-slider", "value"),
+        State("player-meta", "data"),
+        prevent_initial_call=True,
+    )
+    def open_correction(_clicks, frame, meta):
+        run = ctx().storage.find_run((meta or {}).get("run_id"))
+        ids = (run or {}).get("objects") or [1]
+        source = {"run_id": meta["run_id"], "frame": int(frame or 0)}
+        return source, drawing.object_options(ids), ids[0], f"Correct frame {int(frame or 0)}", {}
+
+    @app.callback(
+        Output("correct-redirect", "href"),
+        Output("correct-result", "children"),
+        Input("correct-submit", "n_clicks"),
+        State(f"{FIX}-source", "data"),
+        State(f"{FIX}-drawing", "data"),
+        prevent_initial_call=True,
+    )
+    def submit_correction(_clicks, source, drawn):
+        from dashboard.runs import BadRequest, Conflict, start_correction
+        from dashboard.storage import RunNotFound
+        from segmentation.errors import SegmentationError
+
+        storage = ctx().storage
+        try:
+            if not source:
+                raise BadRequest("Press Correct this frame first.")
+            run = storage.get_run(source["run_id"])
+            boxes, polygons, problems = drawing.prompts(drawn or [], run["width"], run["height"], source["frame"])
+            if problems:
+                raise BadRequest(" ".join(problems))
+            if not boxes and not polygons:
+                raise BadRequest("Nothing is drawn: drag a box around the object to correct.")
+            version = start_correction(
+                storage, ctx().runner, run["id"], source["frame"], polygons=polygons,
+                boxes=[[b.x0, b.y0, b.x1, b.y1] for b in boxes], objects=[b.object_id for b in boxes],
+            )  # fmt: skip
+        except RunNotFound:
+            return no_update, dbc.Alert("This run was deleted: nothing to correct.", color="warning", id="correct-error")
+        except (BadRequest, Conflict, SegmentationError) as exc:
+            return no_update, dbc.Alert(str(exc), color="danger", id="correct-error")
+        return f"/run?id={run['id']}&version={version}", None

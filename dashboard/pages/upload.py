@@ -1,5 +1,6 @@
 """New run: name, video, first-frame mask, masks for later frames, options; frame 0 with the mask drawn on it,
-and where each object starts, before starting.
+and where each object starts, before starting. Without a mask file, the objects are drawn on frame 0 instead
+(dashboard.drawing): boxes the model makes into masks, or outlines.
 
 Files are sent by assets/upload.js in chunks to /api/uploads (not dcc.Upload, whose base64 payload breaks
 on large videos); the page only receives the upload tokens.
@@ -8,11 +9,12 @@ on large videos); the page only receives the upload tokens.
 from __future__ import annotations
 
 import base64
+import shutil
 
 import dash_bootstrap_components as dbc
 from dash import Input, Output, State, dcc, html, no_update
 
-from dashboard import ui
+from dashboard import drawing, ui
 from dashboard.checks import in_words_of
 from dashboard.context import ctx
 from dashboard.runs import BadRequest, check_run_inputs, parse_options, start_run
@@ -20,6 +22,7 @@ from dashboard.storage import RunNotFound
 from segmentation.options import DEVICES, PRESETS, SegmentOptions, bounds
 
 PATH, NAME = "/upload", "New run"
+DRAW = "new"  # the drawing's id prefix
 _FIELDS = SegmentOptions.model_fields  # the choices and defaults, as the engine has them
 _DEVICE_LABELS = {"auto": "Automatic (GPU if any)", "cpu": "CPU", "cuda": "CUDA GPU"}
 _MIN_SECONDS = bounds(_FIELDS["online_seconds"])["ge"]
@@ -107,7 +110,7 @@ def layout(**_query):
                     "mask",
                     "First-frame mask (PNG)",
                     "image/png",
-                    "Frame 0 with each object painted in its own colour on black.",
+                    "Frame 0 with each object painted in its own colour on black; or draw the objects below.",
                 ),  # fmt: skip
                 _file_picker(
                     "masks",
@@ -150,6 +153,7 @@ def layout(**_query):
         [
             html.H2("New run"),
             dbc.Row([dbc.Col(inputs, lg=4), dbc.Col(options, lg=3), dbc.Col(check, lg=5)], className="g-3"),
+            dbc.Card(dbc.CardBody(drawing.panel(DRAW, "Draw the objects on frame 0")), className="mt-3"),
             dcc.Location(id="upload-redirect", refresh="callback-nav"),
         ]
     )
@@ -192,8 +196,11 @@ def register_callbacks(app) -> None:
         prevent_initial_call=True,
     )
     def check(video, mask, masks, binarize):
-        if not video or not (mask or masks):
+        if not video:
             return no_update, True
+        if not (mask or masks):
+            hint = "Draw a box around each object on frame 0 below, or pick a mask file."
+            return html.P(hint, className="text-muted", id="draw-hint"), False
         storage = ctx().storage
         from segmentation.errors import SegmentationError
 
@@ -243,17 +250,28 @@ def register_callbacks(app) -> None:
         State("device", "value"),
         State("binarize", "value"),
         State("online-seconds", "value"),
+        State(f"{DRAW}-drawing", "data"),
         prevent_initial_call=True,
     )
-    def start(_clicks, name, video, mask, masks, gt, preset, device, binarize, online_seconds):
+    def start(_clicks, name, video, mask, masks, gt, preset, device, binarize, online_seconds, drawn):
         from segmentation.errors import SegmentationError
 
         storage = ctx().storage
+        staging = None
         try:
             options = parse_options({"preset": preset, "device": device, "binarize": bool(binarize),
                                      "online_seconds": online_seconds})  # fmt: skip
+            if not video:
+                raise BadRequest("Pick the video first.")
+            given = _uploads(storage, video, mask, masks)
+            if mask or masks:
+                if drawn:
+                    raise BadRequest("You picked a mask file and drew objects: clear the drawing or the mask.")
+            else:
+                staging = storage.new_staging()
+                given.update(_drawn_objects(storage, video, drawn, staging))
             run_id = start_run(
-                storage, ctx().runner, **_uploads(storage, video, mask, masks), name=name or "", options=options,
+                storage, ctx().runner, **given, name=name or "", options=options,
                 gt_zip=storage.upload_path(gt["token"]) if gt else None,
             )  # fmt: skip
         except (SegmentationError, BadRequest) as exc:
@@ -263,7 +281,49 @@ def register_callbacks(app) -> None:
             return no_update, dbc.Alert(
                 "An upload is missing or expired; pick the files again.", color="warning"
             )
+        finally:
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
         for upload in (video, mask, gt, *(masks or [])):
             if upload:
                 storage.discard_upload(upload["token"])
         return f"/run?id={run_id}", None
+
+    drawing.register(app, DRAW, _upload_frame)
+
+    @app.callback(
+        Output(f"{DRAW}-source", "data"),
+        Input("video-upload", "data"),
+        prevent_initial_call=True,
+    )
+    def show_frame(video):
+        return {"token": video["token"]} if video else None
+
+
+def _upload_frame(source: dict):
+    """Frame 0 of the uploaded video, for the drawing."""
+    storage = ctx().storage
+    try:
+        path = storage.upload_path(source.get("token"))
+    except RunNotFound:
+        raise BadRequest("The upload expired; pick the video again.") from None
+    return drawing.read_frame(path, 0), None, ("upload", source["token"])
+
+
+def _drawn_objects(storage, video: dict, drawn: list | None, staging) -> dict:
+    """start_run's arguments for what was drawn on frame 0: boxes for the model, or, with outlines among them,
+    frame 0's mask as shown (the boxes' masks with the outlines painted in), written into `staging`."""
+    from segmentation.masks import write_mask
+
+    frame, _base, key = _upload_frame(video)
+    height, width = frame.shape[:2]
+    boxes, polygons, problems = drawing.prompts(drawn or [], width, height)
+    if problems:
+        raise BadRequest(" ".join(problems))
+    if not boxes and not polygons:
+        raise BadRequest("Nothing is drawn: drag a box around each object on frame 0, or pick a mask file.")
+    if not polygons:
+        return {"boxes": boxes}
+    path = staging / "00000.png"
+    write_mask(path, drawing.labels_of(frame, boxes, polygons, frame_key=key))
+    return {"mask": path, "mask_name": "the drawing"}

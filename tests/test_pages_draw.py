@@ -1,0 +1,214 @@
+"""Drawing the objects in the browser (dashboard.drawing) with real mouse drags, in headless Chromium.
+
+DASH_TEST_CHROMEPATH=/usr/bin/chromium .venv/bin/pytest --headless tests/test_pages_draw.py
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+from dashboard_fixtures import *  # noqa: F403 - the fixtures: weights, tiny_clip, storage_dir
+from dashboard_fixtures import screenshot, wait_until
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+
+from dashboard.app import create_app
+from dashboard.storage import Storage
+from segmentation.masks import read_mask
+
+TIMEOUT = 120
+
+
+def object_box(mask_path, object_id) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero(read_mask(mask_path) == object_id)
+    return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
+
+
+def _screen(dash_duo, graph_id, x, y) -> tuple[float, float]:
+    """Where frame pixel (x, y) is on the screen, as offsets from the centre of the graph's drawing area."""
+    return dash_duo.driver.execute_script(
+        """
+        const gd = document.querySelector(arguments[0] + ' .js-plotly-plot');
+        const area = gd.querySelector('.nsewdrag').getBoundingClientRect();
+        const xr = gd._fullLayout.xaxis.range, yr = gd._fullLayout.yaxis.range;
+        const sx = (arguments[1] - xr[0]) / (xr[1] - xr[0]) * area.width;
+        const sy = (arguments[2] - yr[1]) / (yr[0] - yr[1]) * area.height;
+        return [sx - area.width / 2, sy - area.height / 2];
+        """,
+        f"#{graph_id}",
+        x,
+        y,
+    )
+
+
+def drag(dash_duo, graph_id, points) -> None:
+    """A real mouse drag through frame pixels `points` (press at the first, release at the last)."""
+    area = dash_duo.find_element(f"#{graph_id} .nsewdrag")
+    # Wholly in view: actions measure from the centre of an element's visible part.
+    dash_duo.driver.execute_script(
+        "arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", area
+    )
+    offsets = [_screen(dash_duo, graph_id, x, y) for x, y in points]
+    chain = ActionChains(dash_duo.driver).move_to_element(area).move_by_offset(*offsets[0]).click_and_hold()
+    for (x0, y0), (x1, y1) in zip(offsets, offsets[1:]):
+        for _half in range(2):  # in steps, as a hand moves: plotly draws on mouse moves
+            chain.move_by_offset((x1 - x0) / 2, (y1 - y0) / 2)
+    chain.release().perform()
+
+
+def drag_box(dash_duo, graph_id, box, margin=2) -> None:
+    x0, y0, x1, y1 = box
+    drag(dash_duo, graph_id, [(x0 - margin, y0 - margin), (x1 + margin, y1 + margin)])
+
+
+def image_source(dash_duo, graph_id) -> str:
+    return dash_duo.driver.execute_script(
+        "const i = document.querySelector(arguments[0] + ' image'); return i ? i.getAttribute('href') : '';",
+        f"#{graph_id}",
+    )
+
+
+def click(dash_duo, selector) -> None:
+    element = dash_duo.find_element(selector)
+    dash_duo.driver.execute_script(
+        "arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", element
+    )
+    element.click()
+
+
+def open_upload_with_video(dash_duo, clip) -> None:
+    dash_duo.start_server(create_app())
+    dash_duo.driver.get(dash_duo.server_url + "/upload")
+    dash_duo.find_element("#video-file input").send_keys(str(clip.video))
+    dash_duo.wait_for_element("#new-graph .nsewdrag", timeout=30)
+    wait_until(lambda: image_source(dash_duo, "new-graph"), 10, "frame 0 on the drawing")
+
+
+def choose_fast_options(dash_duo) -> None:
+    dash_duo.find_element("#online-seconds").send_keys("0.5")
+    dash_duo.find_element("label[for='_dbcprivate_radioitems_preset_input_fast']").click()
+    dash_duo.find_element("#device").find_element(By.CSS_SELECTOR, "option[value='cpu']").click()
+
+
+def wait_for_done_run(dash_duo) -> str:
+    wait_until(lambda: "/run?id=" in dash_duo.driver.current_url, 20, "the run page")
+    run_id = dash_duo.driver.current_url.split("id=")[1]
+    dash_duo.wait_for_text_to_equal("#run-status-badge", "done", timeout=TIMEOUT)
+    return run_id
+
+
+def test_boxes_drawn_on_frame_0_become_masks_and_start_the_run(dash_duo, storage_dir, tiny_clip):
+    open_upload_with_video(dash_duo, tiny_clip)
+    dash_duo.find_element("#run-name").send_keys("drawn run")
+    choose_fast_options(dash_duo)
+    click(dash_duo, "#start-run")  # nothing drawn yet: said so, nothing started
+    dash_duo.wait_for_contains_text("#start-error", "Nothing is drawn", timeout=10)
+    assert Storage(storage_dir).list_runs() == []
+
+    plain = image_source(dash_duo, "new-graph")
+    drag_box(dash_duo, "new-graph", object_box(tiny_clip.mask, 1))
+    dash_duo.wait_for_contains_text("#new-objects", "1 object drawn", timeout=20)
+    wait_until(lambda: image_source(dash_duo, "new-graph") != plain, 10, "the mask drawn on the frame")
+    one = image_source(dash_duo, "new-graph")
+
+    click(dash_duo, "#new-add")  # object 2, in its own colour
+    drag_box(dash_duo, "new-graph", object_box(tiny_clip.mask, 2))
+    dash_duo.wait_for_contains_text("#new-objects", "2 objects drawn", timeout=20)
+    wait_until(lambda: image_source(dash_duo, "new-graph") not in (plain, one), 10, "object 2's mask")
+    screenshot(dash_duo.driver, "draw-boxes")
+
+    click(dash_duo, "#new-undo")  # undo takes object 2 back, and its mask
+    dash_duo.wait_for_contains_text("#new-objects", "1 object drawn", timeout=20)
+    wait_until(lambda: image_source(dash_duo, "new-graph") == one, 10, "object 2's mask gone")
+    drag_box(dash_duo, "new-graph", object_box(tiny_clip.mask, 2))
+    dash_duo.wait_for_contains_text("#new-objects", "2 objects drawn", timeout=20)
+
+    click(dash_duo, "#start-run")
+    run_id = wait_for_done_run(dash_duo)
+    storage = Storage(storage_dir)
+    boxes = json.loads(storage.input_boxes_path(run_id).read_text())
+    assert [box["object_id"] for box in boxes] == [1, 2]
+    for box in boxes:  # the drag, as frame pixels: around the object, within the margin and a pixel
+        x0, y0, x1, y1 = object_box(tiny_clip.mask, box["object_id"])
+        assert abs(box["x0"] - (x0 - 2)) <= 1 and abs(box["y1"] - (y1 + 2)) <= 1, box
+    assert storage.get_run(run_id)["objects"] == [1, 2]
+    assert dash_duo.get_logs() in ([], None)
+
+
+def test_an_outline_becomes_frame_0_s_mask(dash_duo, storage_dir, tiny_clip):
+    open_upload_with_video(dash_duo, tiny_clip)
+    choose_fast_options(dash_duo)
+    area = dash_duo.find_element("#new-graph .nsewdrag")
+    dash_duo.driver.execute_script(
+        "arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", area
+    )
+    ActionChains(dash_duo.driver).move_to_element(area).perform()  # the mode bar shows on hover
+    dash_duo.find_element("#new-graph .modebar-btn[data-title='Draw closed freeform']").click()
+    x0, y0, x1, y1 = object_box(tiny_clip.mask, 1)
+    drag(dash_duo, "new-graph", [(x0, y0), (x1, y0), (x1, y1), (x0, y1)])
+    dash_duo.wait_for_contains_text("#new-objects", "1 object drawn", timeout=20)
+    click(dash_duo, "#start-run")
+    run_id = wait_for_done_run(dash_duo)
+    mask = read_mask(Storage(storage_dir).run_dir(run_id) / "input" / "mask.png")
+    painted = np.argwhere(mask == 1)
+    assert painted.size and set(np.unique(mask)) == {0, 1}
+    # The outline's corners, within a pixel: the mask is the polygon as drawn.
+    assert abs(painted[:, 1].min() - x0) <= 1 and abs(painted[:, 0].max() - y1) <= 1
+
+
+def test_a_frame_corrected_from_the_player_makes_a_new_version(dash_duo, storage_dir, tiny_clip):
+    from dashboard_fixtures import post_run, wait_for_run
+    from selenium.webdriver.common.keys import Keys
+
+    client = create_app().server.test_client()  # a finished run, as if from an earlier session
+    run_id = post_run(client, tiny_clip, name="to correct").get_json()["id"]
+    assert wait_for_run(client, run_id)["status"] == "done"
+    dash_duo.start_server(create_app())
+    dash_duo.driver.get(f"{dash_duo.server_url}/player?id={run_id}")
+    dash_duo.wait_for_contains_text("#frame-label", "Frame 0 / 9", timeout=30)
+    dash_duo.find_element("#frame-slider [role=slider]").send_keys(*[Keys.ARROW_RIGHT] * 6)
+    dash_duo.wait_for_contains_text("#frame-label", "Frame 6 / 9", timeout=10)
+
+    click(dash_duo, "#correct-open")
+    dash_duo.wait_for_text_to_equal("#fix-title", "Correct frame 6", timeout=10)
+    dash_duo.wait_for_element("#fix-graph .nsewdrag", timeout=30)
+    wait_until(lambda: image_source(dash_duo, "fix-graph"), 10, "frame 6 with its masks")
+    shown = image_source(dash_duo, "fix-graph")
+    click(dash_duo, "#correct-submit")  # nothing drawn: said so, nothing queued
+    dash_duo.wait_for_contains_text("#correct-error", "Nothing is drawn", timeout=10)
+
+    truth = read_mask(tiny_clip.gt_dir / "00006.png")
+    ys, xs = np.nonzero(truth == 1)
+    drag_box(dash_duo, "fix-graph", (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())), margin=1)
+    dash_duo.wait_for_contains_text("#fix-objects", "1 object drawn", timeout=20)
+    wait_until(lambda: image_source(dash_duo, "fix-graph") != shown, 10, "the corrected mask on the frame")
+    screenshot(dash_duo.driver, "correct-frame")
+    click(dash_duo, "#correct-submit")
+
+    wait_for_done_run(dash_duo)
+    storage = Storage(storage_dir)
+    run = storage.get_run(run_id)
+    assert run["version"] == 2 and run["error"] is None
+    assert 6 in json.loads((storage.result_dir(run_id) / "summary.json").read_text())["mask_frames"]
+
+    dash_duo.driver.get(f"{dash_duo.server_url}/player?id={run_id}")
+    dash_duo.wait_for_contains_text("#version-picker", "2 (latest)", timeout=20)
+    click(dash_duo, "#version-1")
+    wait_until(lambda: "version=1" in dash_duo.driver.current_url, 10, "version 1 in the player")
+    dash_duo.wait_for_contains_text("#frame-label", "Frame 0 / 9", timeout=20)
+    source = dash_duo.find_element("#player video").get_attribute("src")
+    assert source.endswith("/files/overlay?version=1")
+
+    click(dash_duo, "#compare-versions")  # the two versions side by side, with their per-frame IoU
+    dash_duo.wait_for_contains_text("#iou-mean", "Mean IoU over all objects", timeout=30)
+    header = dash_duo.find_element(".card-header").text
+    assert "to correct v1" in header
+
+    dash_duo.driver.get(f"{dash_duo.server_url}/gallery")
+    card = f"#card-{run_id}"
+    wait_until(
+        lambda: re.search(r"Version\s*2", dash_duo.find_element(card).text), 20, "version 2 in the gallery"
+    )
+    assert dash_duo.get_logs() in ([], None)
