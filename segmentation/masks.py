@@ -238,7 +238,7 @@ class MaskSet:
 
     @property
     def frames(self) -> list[int]:
-        return [0, *sorted(self.later)]
+        return [*([0] if self.first is not None else []), *sorted(self.later)]
 
     @property
     def object_ids(self) -> list[int]:
@@ -275,7 +275,9 @@ def _mask_files(folder: Path) -> list[Path]:
     return files
 
 
-def _frames_of(folder: Path, files: list[Path], frame_count: int | None, frame_names) -> dict[int, Path]:
+def _frames_of(
+    folder: Path, files: list[Path], frame_count: int | None, frame_names, require_first: bool = True
+) -> dict[int, Path]:
     """Frame index -> mask file. Masks are named by 0-based frame number; for a frames folder, by the frames'
     own names instead when every mask is named like a frame."""
     stems = {name: index for index, name in enumerate(frame_names)}
@@ -299,7 +301,7 @@ def _frames_of(folder: Path, files: list[Path], frame_count: int | None, frame_n
                 f"(0 to {frame_count - 1})"
             )
         frames[index] = path
-    if 0 not in frames:
+    if 0 not in frames and require_first:
         first = f"{frame_names[0]}.png" if by_stem else "00000.png"
         raise InputError(
             f"{folder}: no mask for frame 0 ({first}); frame 0's mask gives the objects to track"
@@ -313,20 +315,22 @@ def read_masks(
     frame_count: int | None = None,
     frame_names=(),
     binarize: bool = False,
+    require_first: bool = True,
 ) -> MaskSet:
     """Read and check every mask a run starts from, before any work: one PNG (frame 0's mask, as
     `read_first_mask`), or a folder of PNGs named by 0-based frame number (00000.png, 00005.png, ...) or, for a
     frames folder (`frame_names`: its frames' stems), by the frames' own names. Frame 0 must have a mask; a later
     one starts the new object ids drawn in it there and redraws the known ones where it paints them.
-    ``frame_count`` refuses masks for frames beyond the video's end."""
+    ``frame_count`` refuses masks for frames beyond the video's end. Without `require_first` (frame 0's objects
+    come from prompts instead) a folder may start at a later frame."""
     path = user_path(source, "mask")
     if kind_of(path) != "folder":
         first = read_first_mask(path, size, binarize)
         return MaskSet(first, size, binarize, starts=dict.fromkeys(ids_in(first), 0), ids={0: ids_in(first)})
-    frames = _frames_of(path, _mask_files(path), frame_count, list(frame_names))
-    first = read_first_mask(frames.pop(0), size, binarize)
-    starts = dict.fromkeys(ids_in(first), 0)
-    ids = {0: ids_in(first)}
+    frames = _frames_of(path, _mask_files(path), frame_count, list(frame_names), require_first)
+    first = read_first_mask(frames.pop(0), size, binarize) if 0 in frames else None
+    starts = dict.fromkeys(ids_in(first), 0) if first is not None else {}
+    ids = {0: ids_in(first)} if first is not None else {}
     for index in sorted(frames):
         labels = _read_labels(frames[index], size, binarize)
         if not labels.any():

@@ -159,9 +159,10 @@ def segment(
 
     report(Progress("decode", 0, 1))
     info = probe(video, fps=options.fps)
+    prompted_first = any(p.frame == 0 for p in [*boxes, *strokes])  # then masks may start at a later frame
     given = None if mask_source is None else read_masks(
         mask_source, (info.width, info.height), info.frame_count, info.frame_names if info.is_folder else (),
-        options.binarize,
+        options.binarize, require_first=not prompted_first,
     )  # fmt: skip
     given = Annotations.of(given, list(boxes), (info.width, info.height), info.frame_count, strokes)
     earlier = load_previous(previous, info, options) if previous is not None else None

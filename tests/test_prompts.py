@@ -310,3 +310,15 @@ def test_bad_strokes(tmp_path, stroke, message):
     with pytest.raises(InputError, match=message):
         segment(clip.video, None, tmp_path / "out", STILL, strokes=[Stroke(**stroke)])
     assert not (tmp_path / "out").exists()
+
+
+def test_boxes_at_frame_0_and_a_mask_correction_later(tmp_path):
+    # A masks folder without 00000.png is fine when frame 0's objects come from boxes.
+    clip = make_clip(tmp_path / "clip", n_frames=12, size=(192, 128), n_objects=2, seed=0)
+    first = read_mask(clip.mask)
+    masks = _masks_folder(tmp_path / "m", clip, {8: 1})
+    summary = segment(clip.video, masks, tmp_path / "out", STILL, boxes=[box_of(first, 1)])
+    assert summary["mask_frames"] == [0, 8] and summary["corrections"] == [{"frame": 8, "objects": {"1": 4}}]
+    assert frames_iou(tmp_path / "out", clip.gt_dir, 1, range(12)) >= 0.8
+    with pytest.raises(InputError, match="no mask for frame 0"):
+        segment(clip.video, masks, tmp_path / "out2", STILL)
