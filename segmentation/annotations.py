@@ -10,6 +10,7 @@ frames before it as well as after it. Nothing is propagated backward of an objec
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -81,7 +82,8 @@ class Annotations:
         check_strokes(list(strokes), boxes, *size, frame_count)
         return cls(masks, list(boxes), list(strokes))
 
-    @property
+    # Derived once: the masks and prompts do not change, and the loops ask for these on every frame.
+    @cached_property
     def ids(self) -> dict[int, list[int]]:
         """frame -> the object ids annotated there."""
         ids = {k: list(v) for k, v in (self.masks.ids if self.masks else {}).items()}
@@ -89,11 +91,11 @@ class Annotations:
             ids[prompt.frame] = sorted({*ids.get(prompt.frame, []), prompt.object_id})
         return ids
 
-    @property
+    @cached_property
     def frames(self) -> list[int]:
         return sorted(self.ids)
 
-    @property
+    @cached_property
     def starts(self) -> dict[int, int]:
         """object id -> the first frame that holds it."""
         starts: dict[int, int] = {}

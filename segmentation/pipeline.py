@@ -38,7 +38,7 @@ from .runtime import pick_device, tune_allocator
 from .trajectory import frame_rows, object_stats, read_csv, write_csv
 from .versions import Previous, first_changed, load_previous, save_annotation, save_decoder, save_forward
 from .video import VideoWriter, iter_frames, probe
-from .weights import load_model, weights_path
+from .weights import load_for_inference, weights_path
 
 STAGES = ("decode", "online training", "propagation", "encode", "done")
 # The overlay is for watching in a browser: 4K/8K sources are drawn at this long side (masks keep full size),
@@ -219,12 +219,9 @@ def _segment_once(
     """One attempt: loads the model on `device`, runs at `short_side` and publishes OUT. With `previous` (an earlier
     result of this video, versions.py) only the frames the changed annotations can reach are segmented again."""
     timings = {"decode": 0.0, "online_training": 0.0, "propagation": 0.0, "write_masks": 0.0, "render": 0.0}
-    model, weights_meta = load_model(options.weights, device)
-    model.ablate = frozenset(options.ablate)
+    model, weights_meta = load_for_inference(options.weights, device, options.ablate)
     if previous is not None:
         model.decoder.load_state_dict(previous.decoder_state())  # as online training left it for that version
-    if device.type == "cpu":
-        model = model.to(memory_format=torch.channels_last)
     size = model_size(info.width, info.height, short_side)
     shown = overlay_size(info.width, info.height)
     spans = backward_spans(annotations.ids)

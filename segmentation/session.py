@@ -27,7 +27,7 @@ from .online import budget_for, fine_tune
 from .options import SegmentOptions
 from .prompts import Box, Stroke, mask_from_boxes
 from .runtime import pick_device, tune_allocator
-from .weights import load_model
+from .weights import load_for_inference
 
 
 class Session:
@@ -92,8 +92,5 @@ def build_segmenter(
     options = SegmentOptions.of(options)
     tune_allocator()
     where = pick_device(device if device != "auto" else options.device)
-    model, _ = load_model(weights or options.weights, where)
-    model.ablate = frozenset(options.ablate)
-    if where.type == "cpu":
-        model = model.to(memory_format=torch.channels_last)
+    model, _ = load_for_inference(weights or options.weights, where, options.ablate)
     return VideoSegmenter(model, where, options)
