@@ -14,7 +14,7 @@ import av
 import numpy as np
 from PIL import Image
 
-import segmentation.pipeline as pipeline
+import segmentation.weights as weights
 from segmentation.masks import write_mask
 from segmentation.weights import load_model
 
@@ -132,7 +132,7 @@ def cache_model(monkeypatch) -> None:
         model, meta = _MODELS[key]
         return copy.deepcopy(model), dict(meta)
 
-    monkeypatch.setattr(pipeline, "load_model", cached)
+    monkeypatch.setattr(weights, "load_model", cached)
 
 
 def fail_on_call(n, error, original):

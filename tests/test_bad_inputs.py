@@ -40,6 +40,7 @@ from hypothesis.extra.numpy import arrays
 from PIL import Image
 
 import segmentation.pipeline as pipeline
+import segmentation.weights as weights
 from segmentation.cli import main
 from segmentation.errors import InputError, SegmentationError
 from segmentation.masks import MAX_OBJECTS, read_first_mask
@@ -247,7 +248,7 @@ def test_masks_are_all_checked_before_any_work(files, tmp_path, monkeypatch):
     def no_model(*_args, **_kwargs):
         raise AssertionError("the model was loaded before the masks were checked")
 
-    monkeypatch.setattr(pipeline, "load_model", no_model)
+    monkeypatch.setattr(weights, "load_model", no_model)
     for folder in ("mf_beyond_end", "mf_small", "mf_empty"):
         with pytest.raises(InputError):
             segment(files["video"], files[folder], tmp_path / "out", FAST)

@@ -273,7 +273,7 @@ def test_ground_truth_added_on_the_player_page_is_scored(dash_duo, storage_dir, 
     dash_duo.start_server(create_app())
     dash_duo.driver.get(f"{dash_duo.server_url}/player?id={run_id}")
     dash_duo.find_element("#gtadd-file input").send_keys(str(gt_zip))
-    dash_duo.wait_for_contains_text("#gtadd-result", "J&F", timeout=60)  # a background callback scored it
+    dash_duo.wait_for_contains_text("#gtadd-result", "J&F", timeout=120)  # a background callback scored it
     dash_duo.driver.refresh()
     dash_duo.wait_for_element("#scores-overall", timeout=15)
     dash_duo.wait_for_element("#score-graph .main-svg", timeout=15)
