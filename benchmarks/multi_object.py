@@ -13,7 +13,6 @@ Usage: python benchmarks/multi_object.py [--davis DATA] [--online-seconds S] [--
 from __future__ import annotations
 
 import argparse
-import contextlib
 import tempfile
 from pathlib import Path
 
@@ -69,20 +68,6 @@ def composite(root: Path, data: Path, a: str, b: str) -> tuple[Path, Path, list[
     return root / "frames", root / "first.png", truth
 
 
-@contextlib.contextmanager
-def online_loss(gated: bool):
-    """The plain online-training loss, for the ablation: fine_tune as the pipeline calls it, with gate=False."""
-    import segmentation.pipeline as pipeline
-
-    original = pipeline.fine_tune
-    if not gated:
-        pipeline.fine_tune = lambda *args, **kwargs: original(*args, **{**kwargs, "gate": False})
-    try:
-        yield
-    finally:
-        pipeline.fine_tune = original
-
-
 def mean_iou(out: Path, truth: list[np.ndarray], starts: dict[int, int]) -> float:
     """Mean over objects of the mean IoU from the frame after each object's mask; the last frame left out."""
     from segmentation.evaluate import jaccard
@@ -124,10 +109,10 @@ def main() -> None:
     for name, video, masks, truth, starts in clips:
         row = {"clip": name}
         for variant, (match, gated) in variants.items():
-            options = SegmentOptions(online_seconds=args.online_seconds, match=match, overwrite=True)
+            ablate = () if gated else ("online_gate",)  # the plain online loss, inference still gated
+            options = SegmentOptions(online_seconds=args.online_seconds, match=match, ablate=ablate, overwrite=True)
             out = work / "out"
-            with online_loss(gated):
-                segment(video, masks, out, options)
+            segment(video, masks, out, options)
             row[variant] = 100 * mean_iou(out, truth, starts)
         print(", ".join(f"{k}: {v:.1f}" if isinstance(v, float) else v for k, v in row.items()), flush=True)
         rows.append(row)

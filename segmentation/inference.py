@@ -31,8 +31,8 @@ from .model import DELTA, STCNN, normalise
 # Backbone level whose features are matched: stride 8, 40 channels, fine enough for small objects.
 MATCH_LEVEL = 1
 # In cosine similarity. The model gives two objects near-equal probabilities on both, so matching mostly breaks ties:
-# 1.0 (at most a 4x cut) did as well as 0.05 on synthetic clips and better on real two-object footage (mean IoU
-# 62.3 against 57.1 on the DAVIS composites of benchmarks/multi_object.py), where features tell objects apart less.
+# a mild temperature (at most a 4x cut) suits real footage, where features tell objects apart less (the comparison
+# of temperatures, from benchmarks/multi_object.py, is in weights/README.md).
 MATCH_TEMPERATURE = 1.0
 MATCH_ROWS = 4096  # pixels matched at once: bounds the similarity matrix at large internal sizes
 
@@ -40,6 +40,11 @@ MATCH_ROWS = 4096  # pixels matched at once: bounds the similarity matrix at lar
 def gated(gate: bool, n_objects: int) -> bool:
     """Whether predictions are kept near the previous mask: as asked, and always with several objects."""
     return gate or n_objects > 1
+
+
+def online_gated(gate: bool, n_objects: int, ablate=()) -> bool:
+    """Whether online training's loss counts only the gated region: as inference keeps it, unless ablated."""
+    return gated(gate, n_objects) and "online_gate" not in ablate
 
 
 def gate_region(masks: torch.Tensor, short_side: int | None = None) -> torch.Tensor:

@@ -204,4 +204,5 @@ def fine_tune(
         # The time cap stopped it before the preset's iterations: this run is not reproducible elsewhere.
         "cut_by_time": done < budget.iterations,
         "loss": loss_value,
+        "gated": gate,
     }

@@ -20,7 +20,7 @@ from .paths import user_path
 
 Device = Literal["auto", "cpu", "cuda"]
 Preset = Literal["fast", "balanced", "quality"]  # by name; each one's budget is online.PRESETS
-Ablation = Literal["temporal", "mask"]  # the decoder inputs model.decode can switch off
+Ablation = Literal["temporal", "mask", "online_gate"]  # decoder inputs model.decode can zero; the gated online loss
 DEVICES, PRESETS, ABLATIONS = get_args(Device), get_args(Preset), get_args(Ablation)
 _TRUE, _FALSE = ("1", "true", "on", "yes"), ("0", "false", "off", "no")
 
@@ -73,7 +73,8 @@ class SegmentOptions(BaseModel):
     )
     match: bool = Field(True, description="arbitrate between 2+ objects by their first-mask features")
     ablate: tuple[Ablation, ...] = Field(
-        (), description="ablation studies only: decoder inputs fed zeros, in online training too"
+        (), description="ablation studies only: decoder inputs fed zeros, in online training too (temporal, mask), or "
+        "online training's loss over the whole frame although inference is gated (online_gate)"
     )
     weights: str | None = Field(
         None, description="model checkpoint (default: the shipped weights/stcnn.pt, or STCNN_WEIGHTS)"

@@ -26,15 +26,16 @@ import torch
 from . import __version__
 from .annotations import Annotations, backward_spans
 from .errors import Cancelled, InputError, OutputError, SegmentationError
-from .inference import Segmenter, gated, model_size
+from .inference import model_size
 from .masks import read_mask, read_masks, write_mask
 from .model import DELTA
-from .online import POOL, OnlineBudget, budget_for, fine_tune
+from .online import POOL, OnlineBudget, budget_for
 from .options import SegmentOptions
 from .paths import kind_of, user_path
 from .prompts import Box, Stroke, mask_from_boxes
 from .render import overlay
 from .runtime import pick_device, tune_allocator
+from .session import open_session
 from .trajectory import frame_rows, object_stats, read_csv, write_csv
 from .versions import Previous, first_changed, load_previous, save_annotation, save_decoder, save_forward
 from .video import VideoWriter, iter_frames, probe
@@ -241,9 +242,8 @@ def _segment_once(
         for frame in annotations.frames:
             save_annotation(tmp, frame, annotations.at(frame))
 
-        budget = budget_for(options.preset, device, options.online_seconds)
-        if previous is not None:
-            budget = OnlineBudget(0, 0)
+        # A new version starts from the decoder as online training left it for the previous one.
+        budget = budget_for(options.preset, device, options.online_seconds) if previous is None else OnlineBudget(0, 0)
         t = time.perf_counter()
         if fault_hook:
             fault_hook("online training")
@@ -256,9 +256,9 @@ def _segment_once(
             check_cancel()
 
         report(Progress("online training", 0, budget.iterations))
-        gate = gated(options.gate, len(object_ids))  # the loss counts what inference will keep
-        online = fine_tune(model, examples, device, budget, online_progress, gate=gate)
-        online["objects"] = object_ids
+        session = open_session(model, device, size, options, examples, budget, online_progress)
+        segmenter = session.segmenter  # the reverse passes fork it and --previous resumes it
+        online = {**session.online_training, "objects": object_ids}
         online["annotated_frames"] = [frame for frame, _ in _example_frames(annotations)]
         if previous is not None:
             online = {**previous.summary.get("online_training", {}), "reused_from_version": previous.version}
@@ -270,7 +270,6 @@ def _segment_once(
             name = names[index] if info.is_folder and index < len(names) else f"{index:05d}"
             return tmp / "masks" / f"{name}.png"
 
-        segmenter = Segmenter(model, device, size, gate=options.gate, match=options.match)
         # With a previous version: its masks are kept before `resume_at`, and the forward pass resumes there.
         resume_at = first_changed(previous, annotations, spans, max(info.frame_count, 1)) if previous else 0
         spans = [span for span in spans if span.frame >= resume_at]
@@ -314,7 +313,7 @@ def _segment_once(
                 if fault_hook:
                     fault_hook("propagation")
                 t = time.perf_counter()
-                labels = segmenter.step(frame, annotations.at(count))
+                labels = session.step(frame, annotations.at(count))
                 timings["propagation"] += time.perf_counter() - t
 
                 t = time.perf_counter()

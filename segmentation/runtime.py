@@ -13,8 +13,8 @@ M_MMAP_MAX = -4
 
 def tune_allocator() -> bool:
     """Keeps large activation buffers in glibc's heap instead of returning them to the OS after every frame
-    (the same as MALLOC_MMAP_MAX_=0 and a huge MALLOC_TRIM_THRESHOLD_; measured 280 -> 112 ms for the backbone at 480p
-    on 2 cores). Returns False where the C library is not glibc."""
+    (the same as MALLOC_MMAP_MAX_=0 and a huge MALLOC_TRIM_THRESHOLD_; what it saves: the README's performance
+    notes, from benchmarks/cpu_speed.py). Returns False where the C library is not glibc."""
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name)

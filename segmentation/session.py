@@ -11,8 +11,8 @@
 
 Each session has its own copy of the decoder (online training changes it) over the segmenter's shared backbone and
 temporal branch, so one loaded model serves several videos, one after the other or side by side. `segment()`
-(pipeline.py) adds what a whole video needs around this: reading and writing files, reverse passes for
-corrections, and `--previous`.
+(pipeline.py) is a session's loop over a whole video, opened with `open_session` on every annotated frame, plus
+what files need around it: reading and writing them, reverse passes for corrections, and `--previous`.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import cv2
 import numpy as np
 import torch
 
-from .inference import Segmenter, gated, model_size
+from .inference import Segmenter, model_size, online_gated
 from .masks import ids_in
-from .online import budget_for, fine_tune
+from .online import OnlineBudget, budget_for, fine_tune
 from .options import SegmentOptions
 from .prompts import Box, Stroke, mask_from_boxes
 from .runtime import pick_device, tune_allocator
@@ -34,10 +34,10 @@ class Session:
     """One video's inference state: its segmenter (frame history, previous masks, matching references) over a
     model with its own fine-tuned decoder."""
 
-    def __init__(self, segmenter: Segmenter, first_mask: np.ndarray, online_training: dict):
+    def __init__(self, segmenter: Segmenter, online_training: dict, first_mask: np.ndarray | None = None):
         self.segmenter = segmenter
-        self.first_mask = first_mask  # the first frame's objects: the mask given, or the one the prompts made
         self.online_training = online_training  # what online training did: iterations, seconds, ...
+        self.first_mask = first_mask  # the first frame's objects: the mask given, or the one the prompts made
 
     @property
     def object_ids(self) -> list[int]:
@@ -48,10 +48,26 @@ class Session:
         """(objects, h, w): each object's probability in the last frame stepped, at the model's size."""
         return self.segmenter.state.probs
 
-    def step(self, frame: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    def step(
+        self, frame: np.ndarray, mask: np.ndarray | None = None, *, out_size=None, remember: bool = True
+    ) -> np.ndarray:
         """frame: RGB uint8 (H, W, 3); mask: optional uint8 ids (H, W) that (re)start the objects drawn in it.
-        Returns the frame's uint8 object ids (H, W)."""
-        return self.segmenter.step(frame, mask)
+        Returns the frame's uint8 object ids (H, W), or at out_size (width, height); remember=False leaves the
+        state as it was (a look at a frame that is not part of the sequence)."""
+        return self.segmenter.step(frame, mask, out_size=out_size, remember=remember)
+
+
+def open_session(
+    model, device: torch.device, size: tuple[int, int], options: SegmentOptions,
+    examples: list[tuple[np.ndarray, np.ndarray]], budget: OnlineBudget | None = None, progress=None,
+) -> Session:
+    """Online training on the annotated frames (examples: (frame, labels) at the model's `size`) for the options'
+    preset, or `budget`, then a session over the tuned model. `model`'s decoder is changed: pass one of its own."""
+    ids = {i for _, labels in examples for i in ids_in(labels)}
+    budget = budget or budget_for(options.preset, device, options.online_seconds)
+    gate = online_gated(options.gate, len(ids), options.ablate)  # the loss counts what inference keeps
+    online = fine_tune(model, examples, device, budget, progress, gate=gate)
+    return Session(Segmenter(model, device, size, gate=options.gate, match=options.match), online)
 
 
 class VideoSegmenter:
@@ -75,14 +91,12 @@ class VideoSegmenter:
         model = self.model.with_own_decoder()
         if mask is None:
             mask = mask_from_boxes(model, self.device, frame, list(boxes), size, list(strokes))
-        ids = ids_in(mask)
-        budget = budget_for(self.options.preset, self.device, self.options.online_seconds)
         example = (cv2.resize(frame, size, interpolation=cv2.INTER_AREA),
                    cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST))  # fmt: skip
-        online = fine_tune(model, [example], self.device, budget, gate=gated(self.options.gate, len(ids)))
-        segmenter = Segmenter(model, self.device, size, gate=self.options.gate, match=self.options.match)
-        segmenter.step(frame, mask)
-        return Session(segmenter, mask, online)
+        session = open_session(model, self.device, size, self.options, [example])
+        session.first_mask = mask
+        session.step(frame, mask)
+        return session
 
 
 def build_segmenter(

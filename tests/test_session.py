@@ -40,6 +40,9 @@ def test_sessions_track_and_keep_their_own_decoders(tmp_path):
     assert np.mean(ious) >= 0.8
     probs = a.probabilities
     assert probs.shape[0] == 1 and 0 <= float(probs.min()) and float(probs.max()) <= 1
+    # The ablation benchmarks ask for the plain online loss through the options, not by patching the engine.
+    plain = build_segmenter(device="cpu", options={"preset": "fast", "online_seconds": 600, "ablate": ["online_gate"]})
+    assert a.online_training["gated"] and not plain.start(frames_a[0], mask=truth_a[0]).online_training["gated"]
 
 
 def test_a_session_from_a_box(tmp_path):
