@@ -8,6 +8,7 @@ POST   /api/runs/<id>/cancel           stop a queued or running run
 POST   /api/runs/<id>/rerun            run a finished run again with the same inputs
 POST   /api/runs/<id>/corrections      multipart: frame, and boxes + objects (JSON) | mask -> 202, the new version
 GET    /api/runs/<id>/versions         the run's versions, oldest first, with their files (?version=N)
+POST   /api/runs/<id>/ground-truth     multipart: gt (a zip of mask PNGs named by frame) -> J, F, J&F
 DELETE /api/runs/<id>
 POST   /api/uploads                    {"filename"} -> {"token"}: start a chunked upload (used by the pages)
 PUT    /api/uploads/<token>?offset=N   raw bytes appended at offset N -> {"size"}
@@ -32,7 +33,9 @@ from dashboard.runs import (
     FILE_KINDS,
     BadRequest,
     Conflict,
+    add_ground_truth,
     clean_name,
+    delete_run,
     describe,
     file_path,
     parse_boxes,
@@ -43,7 +46,7 @@ from dashboard.runs import (
     start_run,
     versions,
 )
-from dashboard.storage import FINISHED, RunNotFound
+from dashboard.storage import RunNotFound
 
 api = Blueprint("api", __name__, url_prefix="/api")
 log = logging.getLogger(__name__)
@@ -274,12 +277,12 @@ def get_file(run_id: str, kind: str):
         return _error(404, f"Unknown file kind; use one of {', '.join(FILE_KINDS)}.")
     version = request.args.get("version", "")
     if version and (not version.isdigit() or int(version) not in storage.earlier_versions(run_id)):
-        if not (version.isdigit() and int(version) == run["version"] and run["status"] == "done"):
+        if not (version.isdigit() and int(version) == run.version and run.status == "done"):
             return _error(404, f"This run has no version {version[:20]!r}; GET /api/runs/{run_id}/versions.")
         version = ""  # the latest, by its number
     path = file_path(storage, run_id, kind, int(version) if version else None)
     if path is None:
-        return _error(404, f"This run has no {kind} file (status: {run['status']}).")
+        return _error(404, f"This run has no {kind} file (status: {run.status}).")
     _, mimetype, suffix = FILE_KINDS[kind]
     ranges = request.range
     if "Range" in request.headers and (ranges is None or ranges.units != "bytes" or len(ranges.ranges) != 1):
@@ -288,7 +291,7 @@ def get_file(run_id: str, kind: str):
         request.environ.pop("HTTP_RANGE")
     inline = kind in ("overlay", "preview", "thumbnail", "check") and "download" not in request.args
     # "dog (balanced)" -> dog-balanced-overlay.mp4: each run of other characters becomes one hyphen.
-    safe_name = re.sub(r"[^0-9A-Za-z_]+", "-", run["name"]).strip("-")[:60] or "run"
+    safe_name = re.sub(r"[^0-9A-Za-z_]+", "-", run.name).strip("-")[:60] or "run"
     response = send_file(
         path, mimetype=mimetype, as_attachment=not inline, download_name=f"{safe_name}-{suffix}",
         conditional=True, max_age=0,
@@ -339,8 +342,8 @@ def correct_run(run_id: str):
 def list_versions(run_id: str):
     storage = ctx().storage
     run = storage.get_run(run_id)
-    making = run["version"] if run["status"] in ("queued", "running") else None
-    return jsonify({"id": run_id, "status": run["status"], "version": run["version"], "making": making,
+    making = run.version if run.status in ("queued", "running") else None
+    return jsonify({"id": run_id, "status": run.status, "version": run.version, "making": making,
                     "versions": versions(storage, run)})
 
 
@@ -353,13 +356,27 @@ def rerun_run(run_id: str):
     return jsonify({"id": run_id, "status": "queued"}), 202
 
 
+@api.post("/runs/<run_id>/ground-truth")
+def score_run(run_id: str):
+    """Ground truth for a done run: scored at once (J, F, J&F), per frame in its evaluation file."""
+    storage, files = ctx().storage, request.files
+    storage.get_run(run_id)  # 404 before the form is judged
+    unknown = sorted((set(files) - {"gt"}) | set(request.form))
+    if "gt" not in files or unknown or len(files.getlist("gt")) > 1:
+        raise BadRequest("Send one file, 'gt': a zip of ground-truth mask PNGs named by frame (00000.png, ...).")
+    part = files["gt"]
+    if not hasattr(part.stream, "name"):
+        raise BadRequest("'gt' must be a file upload.")
+    part.stream.flush()
+    if Path(part.stream.name).stat().st_size > ctx().settings.max_upload_bytes:
+        return _error(413, f"'gt' is larger than the limit of {ctx().settings.max_upload_mb} MB.")
+    scores = add_ground_truth(storage, run_id, Path(part.stream.name))
+    return jsonify({"id": run_id, **scores, "evaluation": f"/api/runs/{run_id}/files/evaluation"})
+
+
 @api.delete("/runs/<run_id>")
-def delete_run(run_id: str):
-    storage = ctx().storage
-    run = storage.get_run(run_id)
-    if run["status"] not in FINISHED:
-        storage.request_cancel(run_id)  # the worker notices the missing row and stops
-    storage.delete_run(run_id)
+def remove_run(run_id: str):
+    delete_run(ctx().storage, run_id)
     return "", 204
 
 

@@ -17,6 +17,8 @@ import plotly.graph_objects as go
 from plotly.colors import sample_colorscale, sequential
 from plotly.subplots import make_subplots
 
+from dashboard.run_index import Run
+
 DASHES = ("solid", "dash", "dot", "dashdot")
 SYMBOLS = ("circle", "diamond", "square", "cross")
 FAMILIES = (sequential.Blues, sequential.Oranges, sequential.Greens, sequential.Purples, sequential.Reds,
@@ -31,8 +33,8 @@ def _rgb(object_id: int) -> str:
     return "rgb({},{},{})".format(*color_of(int(object_id)))
 
 
-def _object_ids(run: dict, df: pd.DataFrame) -> list[int]:
-    ids = set(run.get("objects") or []) | {int(i) for i in df["object_id"].unique()}
+def _object_ids(run: Run, df: pd.DataFrame) -> list[int]:
+    ids = set(run.objects or []) | {int(i) for i in df["object_id"].unique()}
     return sorted(int(i) for i in ids)
 
 
@@ -56,10 +58,10 @@ def run_colours(runs: list[tuple[dict, pd.DataFrame]]) -> list[dict[int, str]]:
 
 def run_labels(runs: list[dict]) -> list[str]:
     """Names to tell runs apart by: a run's name, with its preset (then its position) where names repeat."""
-    names = [run["name"] for run in runs]
+    names = [run.name for run in runs]
     labels = [
-        f"{run['name']} ({(run.get('options') or {}).get('preset', 'default')})" if names.count(run["name"]) > 1
-        else run["name"]
+        f"{run.name} ({(run.options or {}).get('preset', 'default')})" if names.count(run.name) > 1
+        else run.name
         for run in runs
     ]  # fmt: skip
     return [f"{label} #{i + 1}" if labels.count(label) > 1 else label for i, label in enumerate(labels)]
@@ -89,8 +91,8 @@ def trajectory_3d(runs: list[tuple[dict, pd.DataFrame]], height: int = 520) -> g
         fig.add_trace(
             go.Scatter3d(
                 x=rows["x"], y=rows["y"], z=rows["frame"], mode="lines+markers", name=f"object {object_id}",
-                legendgroup=run["id"], legendgrouptitle={"text": label} if several else None,
-                customdata=[[int(f), run["id"]] for f in rows["frame"]],
+                legendgroup=run.id, legendgrouptitle={"text": label} if several else None,
+                customdata=[[int(f), run.id] for f in rows["frame"]],
                 marker={"size": 3, "color": colour, "symbol": SYMBOLS[index % len(SYMBOLS)]},
                 line={"color": colour, "width": 5, "dash": DASHES[index % len(DASHES)]},
                 hovertemplate=f"<b>{label}</b> · object {object_id}<br>frame %{{z}}<br>x %{{x:.1f}} px<br>"
@@ -102,8 +104,8 @@ def trajectory_3d(runs: list[tuple[dict, pd.DataFrame]], height: int = 520) -> g
                      marker={"size": 9, "color": "rgba(0,0,0,0)", "line": {"color": "black", "width": 6}},
                      hovertemplate="frame %{z}<extra>current</extra>")
     )  # fmt: skip
-    width = max((run["width"] or 1) for run, _ in runs) if runs else 1
-    height_px = max((run["height"] or 1) for run, _ in runs) if runs else 1
+    width = max((run.width or 1) for run, _ in runs) if runs else 1
+    height_px = max((run.height or 1) for run, _ in runs) if runs else 1
     fig.update_layout(
         height=height, margin={"l": 0, "r": 0, "t": 10, "b": 0}, uirevision="keep",
         scene={
@@ -129,8 +131,8 @@ def projections(runs: list[tuple[dict, pd.DataFrame]], height: int = 520) -> go.
             fig.add_trace(
                 go.Scatter(x=rows["frame"], y=rows[column], mode="lines+markers", name=name,
                            hovertemplate=f"frame %{{x}}: %{{y:.1f}}<extra>{name}</extra>" if several else None,
-                           legendgroup=f"{run['id']}-{object_id}", showlegend=row == 1,
-                           customdata=[[int(f), run["id"]] for f in rows["frame"]],
+                           legendgroup=f"{run.id}-{object_id}", showlegend=row == 1,
+                           customdata=[[int(f), run.id] for f in rows["frame"]],
                            marker={"size": 5, "color": colour, "symbol": SYMBOLS[index % len(SYMBOLS)]},
                            line={"color": colour, "dash": DASHES[index % len(DASHES)]}),
                 row=row, col=1,

@@ -18,7 +18,7 @@ import time
 import traceback
 from pathlib import Path
 
-from dashboard.storage import Storage
+from dashboard.storage import Run, Storage
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def write_thumbnail(storage: Storage, run_id: str) -> None:
     middle = probe(overlay).frame_count // 2
     for index, frame in enumerate(iter_frames(overlay)):
         if index >= middle:
-            save_jpeg(frame, storage.run_dir(run_id) / "thumb.jpg", max_width=320)
+            save_jpeg(frame, storage.thumbnail_path(run_id), max_width=320)
             return
 
 
@@ -134,7 +134,7 @@ def evaluate_run(storage: Storage, run_id: str) -> dict | None:
     """J, F and J&F against the run's ground-truth masks, if it has any; per-frame rows to a CSV."""
     from segmentation.evaluate import evaluate_sequence
 
-    gt_dir = storage.unpack_gt(run_id)
+    gt_dir = storage.unpack_gt(storage.get_run(run_id))
     if gt_dir is None:
         return None
     scores = evaluate_sequence(gt_dir, storage.result_dir(run_id) / "masks")
@@ -158,27 +158,27 @@ def run_job(run_id: str, storage: Storage, worker: str | None = None, claimed: b
 
     worker = worker or f"local:{socket.gethostname()}:{os.getpid()}"
     run = storage.get_run(run_id)
-    if run["status"] == "queued":
+    if run.status == "queued":
         if not storage.claim(run_id, worker):
-            return storage.get_run(run_id)["status"]
-    elif run["status"] != "running" or not claimed:
-        return run["status"]  # cancelled or deleted while waiting, or someone else's
+            return storage.get_run(run_id).status
+    elif run.status != "running" or not claimed:
+        return run.status  # cancelled or deleted while waiting, or someone else's
     storage.update_run(run_id, worker=worker)
     with _Heartbeat(storage, run_id, worker, load_settings().heartbeat_s):
         status = _execute(storage, run, worker)
     return status
 
 
-def _execute(storage: Storage, run: dict, worker: str) -> str:
+def _execute(storage: Storage, run: Run, worker: str) -> str:
     from segmentation.errors import Cancelled, SegmentationError
     from segmentation.pipeline import SegmentOptions, segment
     from segmentation.video import probe
 
-    run_id = run["id"]
+    run_id = run.id
     reporter = _Reporter(storage, run_id, worker)
     started = time.time()
     notes: list[str] = []
-    version = run.get("version") or 1
+    version = run.version or 1
     try:
         video = storage.input_video(run_id)
         info = probe(video)
@@ -197,7 +197,7 @@ def _execute(storage: Storage, run: dict, worker: str) -> str:
                 result_dir.rename(previous)
         shutil.rmtree(result_dir, ignore_errors=True)
         summary = segment(
-            video, masks, result_dir, SegmentOptions.of(run["options"]), progress=reporter,
+            video, masks, result_dir, SegmentOptions.of(run.options), progress=reporter,
             cancel=reporter.should_cancel, boxes=boxes, strokes=strokes, previous=previous,
         )  # fmt: skip
         storage.update_run(
@@ -262,15 +262,15 @@ def _keep_earlier(storage: Storage, run_id: str, version: int) -> bool:
 
 def reporter_progress(storage: Storage, run_id: str) -> float:
     run = storage.find_run(run_id)
-    return run["progress"] if run else 0.0
+    return run.progress if run else 0.0
 
 
-def _message(error: Exception, storage: Storage, run: dict) -> str:
+def _message(error: Exception, storage: Storage, run: Run) -> str:
     from dashboard.checks import user_message
 
-    run_id, masks = run["id"], storage.input_mask(run["id"]) or storage.input_boxes_path(run["id"])
+    run_id, masks = run.id, storage.input_mask(run.id) or storage.input_boxes_path(run.id)
     return user_message(error, {
-        storage.input_video(run_id): run["video_name"] or "the video",
+        storage.input_video(run_id): run.video_name or "the video",
         masks: "the masks" if masks.is_dir() else "the mask",
         storage.gt_dir(run_id): "the ground truth", storage.result_dir(run_id) / "masks": "the run's masks",
         storage.run_dir(run_id): "the run folder",

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from dashboard.context import ctx
-from dashboard.storage import Storage
+from dashboard.storage import Run, Storage
 
 
 def _stamp(folder) -> int:
@@ -27,17 +27,17 @@ def _cached(key: str, compute) -> pd.DataFrame:
     return value
 
 
-def trajectory(run: dict, version: int | None = None) -> pd.DataFrame:
+def trajectory(run: Run, version: int | None = None) -> pd.DataFrame:
     """The run's trajectory with speed_px_s (an earlier version's with `version`); empty if it has no result."""
     from segmentation.trajectory import read_csv, with_speed
 
     storage = ctx().storage
-    folder = storage.result_dir(run["id"]) if version is None else storage.version_dir(run["id"], version)
+    folder = storage.result_dir(run.id) if version is None else storage.version_dir(run.id, version)
     path = folder / "trajectory.csv"
     if not path.exists():
         return pd.DataFrame(columns=["frame", "time_s", "object_id", "x", "y", "area_px", "visible"])
-    key = f"trajectory:{run['id']}:{version}:{path.stat().st_mtime_ns}"
-    return _cached(key, lambda: with_speed(read_csv(path), run["fps"] or 25.0))
+    key = f"trajectory:{run.id}:{version}:{path.stat().st_mtime_ns}"
+    return _cached(key, lambda: with_speed(read_csv(path), run.fps or 25.0))
 
 
 def frame_table(df: pd.DataFrame) -> dict:
@@ -53,17 +53,17 @@ def frame_table(df: pd.DataFrame) -> dict:
     return out
 
 
-def evaluation(run: dict) -> pd.DataFrame | None:
-    path = ctx().storage.evaluation_path(run["id"])
+def evaluation(run: Run) -> pd.DataFrame | None:
+    path = ctx().storage.evaluation_path(run.id)
     return pd.read_csv(path) if path.exists() else None
 
 
-def mask_iou(run_a: dict, run_b: dict, version_a: int | None = None, version_b: int | None = None) -> pd.DataFrame:
+def mask_iou(run_a: Run, run_b: Run, version_a: int | None = None, version_b: int | None = None) -> pd.DataFrame:
     """Per frame and object id, the IoU of the two runs' masks (and 'all' for the union of objects); of an
     earlier version of either with `version_a` / `version_b` (two versions of one run compare the same way)."""
     storage = ctx().storage
-    folder_a, folder_b = _result(storage, run_a["id"], version_a), _result(storage, run_b["id"], version_b)
-    key = f"iou:{run_a['id']}:{version_a}:{_stamp(folder_a)}:{run_b['id']}:{version_b}:{_stamp(folder_b)}"
+    folder_a, folder_b = _result(storage, run_a.id, version_a), _result(storage, run_b.id, version_b)
+    key = f"iou:{run_a.id}:{version_a}:{_stamp(folder_a)}:{run_b.id}:{version_b}:{_stamp(folder_b)}"
     return _cached(key, lambda: _mask_iou(folder_a / "masks", folder_b / "masks"))
 
 

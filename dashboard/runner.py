@@ -94,7 +94,7 @@ class LocalRunner:
                 continue
             del self.children[run_id]
             run = self.storage.find_run(run_id)
-            if run and run["status"] == "running":  # the process died before recording an outcome
+            if run and run.status == "running":  # the process died before recording an outcome
                 self.storage.update_run(
                     run_id, status="failed", finished_at=time.time(),
                     error=f"The worker process stopped unexpectedly (exit code {child.returncode}).",
@@ -103,10 +103,10 @@ class LocalRunner:
     def requeue_orphans(self) -> None:
         """Runs left 'running' by a local process that no longer exists (server restart) go back in the queue."""
         for run in self.storage.list_runs(statuses=("running",)):
-            worker = run["worker"] or ""
+            worker = run.worker or ""
             if worker.startswith(f"local:{HOST}:") and not local_process_alive(worker):
-                self.storage.update_run(run["id"], status="queued", worker=None, stage=None)
-                log.info("run %s was interrupted; queued again", run["id"])
+                self.storage.update_run(run.id, status="queued", worker=None, stage=None)
+                log.info("run %s was interrupted; queued again", run.id)
 
 
 def local_process_alive(worker: str) -> bool:

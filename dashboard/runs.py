@@ -16,7 +16,7 @@ import numpy as np
 
 from dashboard.archives import open_pngs, unpack
 from dashboard.checks import check_boxes, check_inputs, user_message
-from dashboard.storage import Storage
+from dashboard.storage import FINISHED, Run, Storage
 from segmentation.options import SegmentOptions  # no torch: the web process checks submissions with it
 
 # The options a run submitted over the web may set: not weights (a path on the server), overwrite (the job owns
@@ -277,6 +277,37 @@ def check_gt_zip(path: Path, size: tuple[int, int], frame_count: int) -> None:
     archive.close()
 
 
+def add_ground_truth(storage: Storage, run_id: str, source: Path) -> dict:
+    """Score a done run against ground-truth masks (a zip of PNGs named by frame, moved in from `source`):
+    {"j", "f", "jf"}, and the per-frame scores in the run's evaluation.csv. BadRequest if the zip does not fit
+    the run's video or cannot be read (the run keeps no ground truth then), Conflict if the run is not done."""
+    import shutil
+
+    from dashboard.jobs import evaluate_run
+    from segmentation.errors import SegmentationError
+
+    run = storage.get_run(run_id)
+    if run.status != "done":
+        raise Conflict(f"The run is {run.status}: add ground truth once it is done.")
+    check_gt_zip(source, (run.width, run.height), run.frame_count)
+    shutil.move(source, storage.gt_zip(run_id))
+    try:
+        return evaluate_run(storage, run_id)
+    except SegmentationError as exc:
+        storage.gt_zip(run_id).unlink(missing_ok=True)
+        shutil.rmtree(storage.gt_dir(run_id), ignore_errors=True)
+        names = {storage.gt_dir(run_id): "the ground truth", storage.result_dir(run_id) / "masks": "the run's masks"}
+        raise BadRequest(user_message(exc, names)) from None
+
+
+def delete_run(storage: Storage, run_id: str) -> None:
+    """Remove a run and its files; a queued or running one is cancelled first (its worker notices the missing
+    row and stops). RunNotFound if it is gone."""
+    if storage.get_run(run_id).status not in FINISHED:
+        storage.request_cancel(run_id)
+    storage.delete_run(run_id)
+
+
 def rerun(storage: Storage, runner, run_id: str) -> None:
     storage.requeue(run_id)
     runner.submit(run_id)
@@ -313,28 +344,28 @@ def file_path(storage: Storage, run_id: str, kind: str, version: int | None = No
     return path
 
 
-def describe(storage: Storage, run: dict) -> dict:
+def describe(storage: Storage, run: Run) -> dict:
     """The public JSON form of a run (no server paths)."""
     keys = (
         "id", "name", "status", "stage", "done", "total", "progress", "eta_s", "error", "options",
         "video_name", "input_hash", "width", "height", "fps", "frame_count", "objects", "device", "model",
         "run_time_s", "timings", "j", "f", "jf", "created_at", "updated_at", "started_at", "finished_at", "version",
     )  # fmt: skip
-    out = {key: run.get(key) for key in keys}
+    out = {key: getattr(run, key) for key in keys}
     out["files"] = {
-        kind: f"/api/runs/{run['id']}/files/{kind}"
+        kind: f"/api/runs/{run.id}/files/{kind}"
         for kind in FILE_KINDS
-        if storage.contained_file(run["id"], FILE_KINDS[kind][0])
-        or (kind == "masks" and run["status"] == "done")
+        if storage.contained_file(run.id, FILE_KINDS[kind][0])
+        or (kind == "masks" and run.status == "done")
     }
     return out
 
 
-def versions(storage: Storage, run: dict) -> list[dict]:
+def versions(storage: Storage, run: Run) -> list[dict]:
     """Every finished version of the run, oldest first: its number, what it changed, its files."""
-    run_id = run["id"]
+    run_id = run.id
     found = [(n, storage.version_dir(run_id, n)) for n in storage.earlier_versions(run_id)]
-    if run["status"] == "done" or (storage.result_dir(run_id) / "summary.json").exists():
+    if run.status == "done" or (storage.result_dir(run_id) / "summary.json").exists():
         found.append((None, storage.result_dir(run_id)))
     out = []
     for number, folder in found:
@@ -353,7 +384,7 @@ def versions(storage: Storage, run: dict) -> list[dict]:
 
 
 def correction_masks(
-    storage: Storage, run: dict, frame: int, *, boxes=None, objects=None, polygons=(), mask=None,
+    storage: Storage, run: Run, frame: int, *, boxes=None, objects=None, polygons=(), mask=None,
     mask_name="the mask",
 ) -> Path:
     """The masks version n+1 of a done run starts from, in a staging folder: version n's annotations (its
@@ -366,13 +397,13 @@ def correction_masks(
     from segmentation.masks import ids_in, read_first_mask, read_mask, write_mask
     from segmentation.prompts import Box
 
-    run_id, result = run["id"], storage.result_dir(run["id"])
-    count, known = run["frame_count"] or 0, set(run["objects"] or [])
+    run_id, result = run.id, storage.result_dir(run.id)
+    count, known = run.frame_count or 0, set(run.objects or [])
     if isinstance(frame, bool) or not isinstance(frame, int) or not 0 <= frame < count:
         raise BadRequest(f"frame {frame!r}: the video has frames 0 to {count - 1}.")
     if (boxes is None and not polygons) == (mask is None):
         raise BadRequest("Give the correction either as boxes (with their objects) or as a mask PNG.")
-    size = (run["width"], run["height"])
+    size = (run.width, run.height)
     annotations = result / "state" / "annotations"
     given = annotations / f"{frame:05d}.png"
     labels = read_mask(given) if given.exists() else np.zeros(size[::-1], np.uint8)
@@ -420,9 +451,9 @@ def start_correction(storage: Storage, runner, run_id: str, frame: int, **correc
     RunNotFound when the run is gone, Conflict when it is not done, BadRequest for a correction that does not
     fit. The latest version stays viewable until the new one is made."""
     run = storage.get_run(run_id)
-    if run["status"] != "done":
-        raise Conflict(f"The run is {run['status']}: correct it once it is done.")
-    version = (run["version"] or 1) + 1
+    if run.status != "done":
+        raise Conflict(f"The run is {run.status}: correct it once it is done.")
+    version = (run.version or 1) + 1
     folder = correction_masks(storage, run, frame, **correction)
     try:
         storage.queue_correction(run_id, folder, version)

@@ -52,6 +52,26 @@ def test_a_run_through_the_api_produces_every_file(client, tiny_clip):
     assert client.get(f"/api/runs/{run_id}/files/thumbnail").mimetype == "image/jpeg"
     assert run_id in [r["id"] for r in client.get("/api/runs").get_json()["runs"]]
 
+    # Ground truth added afterwards: a zip of the wrong size is refused and kept nowhere, a fitting one is scored.
+    wrong, right = io.BytesIO(), io.BytesIO()
+    with zipfile.ZipFile(wrong, "w") as archive:
+        small = io.BytesIO()
+        Image.new("L", (32, 32)).save(small, format="PNG")
+        archive.writestr("00000.png", small.getvalue())
+    with zipfile.ZipFile(right, "w") as archive:
+        for png in sorted(tiny_clip.gt_dir.glob("*.png")):
+            archive.write(png, png.name)
+    url = f"/api/runs/{run_id}/ground-truth"
+    refused = client.post(url, data={"gt": (io.BytesIO(wrong.getvalue()), "gt.zip")})
+    assert refused.status_code == 400 and "32" in refused.get_json()["error"], refused.get_json()
+    assert client.post(url, data={}).status_code == 400
+    assert client.get(f"/api/runs/{run_id}").get_json()["jf"] is None
+    scored = client.post(url, data={"gt": (io.BytesIO(right.getvalue()), "gt.zip")})
+    assert scored.status_code == 200, scored.get_json()
+    assert 0.5 < scored.get_json()["jf"] <= 1 and client.get(f"/api/runs/{run_id}").get_json()["jf"] == scored.get_json()["jf"]
+    rows = client.get(scored.get_json()["evaluation"]).data.decode().splitlines()
+    assert rows[0] == "object_id,frame,J,F,JF" and len(rows) == 1 + 2 * 8, rows[:3]  # DAVIS scores frames 1-8 of 10
+
 
 def test_ground_truth_given_with_the_run_is_scored(client, tiny_clip, tmp_path, storage_dir, weights):
     gt_zip = tmp_path / "gt.zip"

@@ -112,7 +112,7 @@ def client(app):
     yield app.server.test_client()
     storage = storage_of(app)  # so that one failure does not fail every case after it
     for run in storage.list_runs():
-        storage.delete_run(run["id"])
+        storage.delete_run(run.id)
     for path in storage.uploads_root.iterdir():
         path.unlink()
 

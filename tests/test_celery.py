@@ -94,5 +94,5 @@ def test_a_run_goes_through_redis_and_a_celery_worker(celery_worker, tiny_clip, 
         print((tmp_path / "celery.log").read_text()[-4000:])
         raise
     assert run["status"] == "done", run["error"]
-    assert app.server.extensions["stcnn"].storage.get_run(run["id"])["worker"].startswith("celery:")
+    assert app.server.extensions["stcnn"].storage.get_run(run["id"]).worker.startswith("celery:")
     assert client.get(f"/api/runs/{run['id']}/files/overlay").status_code == 200

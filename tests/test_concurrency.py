@@ -125,7 +125,7 @@ def test_twenty_runs_at_once_with_local_run_processes(storage_dir, clips, monkey
         print(f"local: {N_RUNS} runs in {time.monotonic() - started:.0f} s")
         check_uncrossed(url, clips, ids, runs, storage)
         # Never more than two at a time: their run intervals overlap at most pairwise.
-        spans = sorted((storage.get_run(i)["started_at"], storage.get_run(i)["finished_at"]) for i in ids)
+        spans = sorted((storage.get_run(i).started_at, storage.get_run(i).finished_at) for i in ids)
         for t, _ in spans:
             assert sum(start <= t < end for start, end in spans) <= 2
     finally:
@@ -159,8 +159,8 @@ def test_twenty_runs_at_once_with_two_celery_workers(storage_dir, clips, monkeyp
         runs = wait_all(url, ids, timeout=300)
         print(f"celery: {N_RUNS} runs in {time.monotonic() - started:.0f} s")
         check_uncrossed(url, clips, ids, runs, storage)
-        pids = {storage.get_run(i)["worker"].split(":")[-1] for i in ids}
-        assert all(storage.get_run(i)["worker"].startswith("celery:") for i in ids)
+        pids = {storage.get_run(i).worker.split(":")[-1] for i in ids}
+        assert all(storage.get_run(i).worker.startswith("celery:") for i in ids)
         print(f"worker processes used: {len(pids)}")
     except AssertionError:
         for n in range(2):
@@ -199,5 +199,5 @@ def test_index_writes_from_many_threads_and_processes_are_not_lost(storage_dir, 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(hammer, ids))
     assert other.wait(timeout=120) == 0
-    assert all(storage.get_run(i)["done"] == 50 for i in ids)
-    assert storage.get_run(ids[0])["total"] == 200
+    assert all(storage.get_run(i).done == 50 for i in ids)
+    assert storage.get_run(ids[0]).total == 200

@@ -58,7 +58,7 @@ def test_local_worker_killed_mid_run_fails_keeps_inputs_and_reruns(storage_dir, 
 
     run_id = post_run(client, tiny_clip, name="killed", online_seconds="4").get_json()["id"]
     wait_until(lambda: training(client, run_id), 90, "training")
-    pid = int(storage.get_run(run_id)["worker"].rsplit(":", 1)[1])
+    pid = int(storage.get_run(run_id).worker.rsplit(":", 1)[1])
     inputs = tree_bytes(storage.run_dir(run_id) / "input")
     os.kill(pid, signal.SIGKILL)
     killed_at = time.monotonic()
@@ -91,7 +91,7 @@ def test_a_silent_worker_is_marked_failed_by_the_heartbeat_check(storage_dir, ti
     # The dead worker comes back (a late message): it may no longer write the outcome or beat.
     assert not storage.heartbeat(dead, "celery:elsewhere:2")
     assert not storage.finish(dead, "celery:elsewhere:2", status="done")
-    assert storage.get_run(dead)["status"] == "failed"
+    assert storage.get_run(dead).status == "failed"
     assert storage.input_video(dead).exists() and storage.input_mask(dead).exists()
 
 
@@ -118,7 +118,7 @@ def test_celery_worker_killed_mid_run_is_marked_failed_and_reruns(
         client, storage = app.server.test_client(), app.server.extensions["stcnn"].storage
         run_id = post_run(client, tiny_clip, name="killed", online_seconds="4").get_json()["id"]
         wait_until(lambda: training(client, run_id), 120, "training")
-        pid = int(storage.get_run(run_id)["worker"].rsplit(":", 1)[1])  # the pool process running the task
+        pid = int(storage.get_run(run_id).worker.rsplit(":", 1)[1])  # the pool process running the task
         os.kill(pid, signal.SIGKILL)
         killed_at = time.monotonic()
         run = wait_for_run(client, run_id, timeout=15)
@@ -127,7 +127,7 @@ def test_celery_worker_killed_mid_run_is_marked_failed_and_reruns(
         assert storage.input_video(run_id).exists()
         # The message the killed worker held may come back: it must not run the failed run again.
         time.sleep(2)
-        assert storage.get_run(run_id)["status"] == "failed"
+        assert storage.get_run(run_id).status == "failed"
         assert client.post(f"/api/runs/{run_id}/rerun").status_code == 202
         run = wait_for_run(client, run_id, timeout=120)
         assert run["status"] == "done", run["error"]
@@ -293,7 +293,7 @@ def test_disk_full_while_receiving_files_is_a_507_and_leaves_nothing(storage_dir
     answer = post_run(client, tiny_clip)
     assert answer.status_code == 507 and "full" in answer.get_json()["error"]
     monkeypatch.undo()
-    assert [run["id"] for run in storage.list_runs()] == [earlier]
+    assert [run.id for run in storage.list_runs()] == [earlier]
     assert sorted(p.name for p in storage.runs_root.iterdir()) == [earlier]
     assert list(storage.uploads_root.iterdir()) == []
     assert run_folder(storage, earlier) == before

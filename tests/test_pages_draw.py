@@ -133,7 +133,7 @@ def test_boxes_drawn_on_frame_0_become_masks_and_start_the_run(dash_duo, storage
     for box in boxes:  # the drag, as frame pixels: around the object, within the margin and a pixel
         x0, y0, x1, y1 = object_box(tiny_clip.mask, box["object_id"])
         assert abs(box["x0"] - (x0 - 2)) <= 1 and abs(box["y1"] - (y1 + 2)) <= 1, box
-    assert storage.get_run(run_id)["objects"] == [1, 2]
+    assert storage.get_run(run_id).objects == [1, 2]
     assert dash_duo.get_logs() in ([], None)
 
 
@@ -190,7 +190,7 @@ def test_a_frame_corrected_from_the_player_makes_a_new_version(dash_duo, storage
     wait_for_done_run(dash_duo)
     storage = Storage(storage_dir)
     run = storage.get_run(run_id)
-    assert run["version"] == 2 and run["error"] is None
+    assert run.version == 2 and run.error is None
     assert 6 in json.loads((storage.result_dir(run_id) / "summary.json").read_text())["mask_frames"]
 
     dash_duo.driver.get(f"{dash_duo.server_url}/player?id={run_id}")

@@ -63,7 +63,7 @@ def test_path_traversal_in_every_route(app_with_run, secret):
                 assert SECRET not in answer.data and b"SQLite format" not in answer.data, (method, url)
                 assert b"root:x:0:0" not in answer.data, (method, url)
                 assert answer.status_code != 500, (method, url)
-    assert app.server.extensions["stcnn"].storage.get_run(run_id)["status"] == "queued"  # nothing acted on it
+    assert app.server.extensions["stcnn"].storage.get_run(run_id).status == "queued"  # nothing acted on it
 
 
 @pytest.mark.parametrize("where", ["file", "result_dir", "run_dir"])

@@ -33,11 +33,11 @@ def _new_run(storage, tmp_path, name="run", **kwargs):
 def test_create_run_moves_inputs_under_an_id_folder(storage, tmp_path):
     run_id = _new_run(storage, tmp_path, options={"preset": "fast"})
     run = storage.get_run(run_id)
-    assert is_run_id(run_id) and run["status"] == "queued" and run["options"] == {"preset": "fast"}
+    assert is_run_id(run_id) and run.status == "queued" and run.options == {"preset": "fast"}
     assert storage.input_video(run_id) == storage.runs_root / run_id / "input" / "video.mov"
     assert storage.input_video(run_id).read_bytes() == b"video bytes"
     assert storage.input_mask(run_id).read_bytes() == b"mask bytes"
-    assert run["video_name"] == "My Holiday.MOV"  # kept for display only
+    assert run.video_name == "My Holiday.MOV"  # kept for display only
 
 
 def test_a_folder_of_masks_is_kept_as_input_masks(storage, tmp_path):
@@ -75,15 +75,15 @@ def test_the_index_survives_a_new_storage_object(storage, tmp_path):
     run_id = _new_run(storage, tmp_path)
     storage.update_run(run_id, status="done", timings={"total": 1.5}, objects=[1, 2])
     again = Storage(storage.root)
-    assert again.get_run(run_id)["timings"] == {"total": 1.5}
-    assert again.get_run(run_id)["objects"] == [1, 2]
-    assert [run["id"] for run in again.list_runs(statuses=("done",))] == [run_id]
+    assert again.get_run(run_id).timings == {"total": 1.5}
+    assert again.get_run(run_id).objects == [1, 2]
+    assert [run.id for run in again.list_runs(statuses=("done",))] == [run_id]
 
 
 def test_search_and_status_filters(storage, tmp_path):
     a = _new_run(storage, tmp_path, "dog on beach")
     _new_run(storage, tmp_path, "cat")
-    assert [run["id"] for run in storage.list_runs(search="beach")] == [a]
+    assert [run.id for run in storage.list_runs(search="beach")] == [a]
     assert len(storage.list_runs(statuses=("queued",))) == 2
 
 
@@ -128,7 +128,7 @@ def test_rerun_keeps_inputs_and_clears_results(storage, tmp_path):
     storage.update_run(run_id, status="failed", error="boom", progress=0.5)
     storage.requeue(run_id)
     run = storage.get_run(run_id)
-    assert (run["status"], run["error"], run["progress"]) == ("queued", None, 0)
+    assert (run.status, run.error, run.progress) == ("queued", None, 0)
     assert storage.input_video(run_id).exists() and not storage.result_dir(run_id).exists()
 
 
@@ -166,6 +166,32 @@ def test_ground_truth_zip_is_unpacked_flat_and_safely(storage, tmp_path):
         archive.writestr("notes.txt", b"skip")
         archive.writestr("__MACOSX/._00000.png", b"junk")
     storage.gt_zip(run_id).write_bytes(data.getvalue())
-    gt = storage.unpack_gt(run_id)
+    gt = storage.unpack_gt(storage.get_run(run_id))
     assert sorted(p.name for p in gt.iterdir()) == ["00000.png", "evil.png"]
     assert not (storage.root.parent / "evil.png").exists()
+
+
+def test_an_index_left_by_an_older_version_is_migrated_and_read_as_run_records(tmp_path):
+    import sqlite3
+
+    from dashboard.run_index import _SCHEMA, Run
+
+    root = tmp_path / "old"
+    root.mkdir()
+    conn = sqlite3.connect(root / "index.sqlite")
+    old_schema = _SCHEMA.replace(",\n    version INTEGER NOT NULL DEFAULT 1", "").replace("    heartbeat_at REAL,\n", "")
+    assert "heartbeat_at" not in old_schema and "version" not in old_schema
+    conn.executescript(old_schema)
+    conn.execute("INSERT INTO runs (id, name, status, created_at, updated_at) VALUES (?, 'old', 'done', 1, 1)",
+                 ("a" * 32,))  # fmt: skip
+    conn.commit()
+    conn.close()
+    storage = Storage(root)
+    run = storage.get_run("a" * 32)
+    assert isinstance(run, Run) and (run.status, run.version, run.heartbeat_at, run.objects) == ("done", 1, None, [])
+    conn = sqlite3.connect(root / "index.sqlite")
+    columns = [row[1] for row in conn.execute("PRAGMA table_info(runs)")]
+    conn.close()
+    assert sorted(columns) == sorted(Run.__dataclass_fields__)  # the record and the table name the same columns
+    with pytest.raises(ValueError, match="not updatable"):
+        storage.update_run(run.id, created_at=5)

@@ -13,6 +13,7 @@ from dashboard import figures, ui
 from dashboard.context import ctx
 from dashboard.pages.player import player_meta, slider_marks
 from dashboard.results import mask_iou, trajectory
+from dashboard.storage import Run
 
 PATH, NAME = "/compare", "Compare"
 
@@ -21,18 +22,18 @@ def _swatch(colour: str) -> html.Span:
     return html.Span(className="swatch", style={"background": colour})
 
 
-def _version(storage, run: dict | None, text) -> int | None:
+def _version(storage, run: Run | None, text) -> int | None:
     """An earlier version of the run asked for in the query, or None for the latest."""
     if run is None or not str(text or "").isdigit():
         return None
-    return int(text) if int(text) in storage.earlier_versions(run["id"]) else None
+    return int(text) if int(text) in storage.earlier_versions(run.id) else None
 
 
-def _side(run: dict, key: str, label: str, colour: str, version: int | None = None) -> dbc.Col:
-    facts = (f"{run['frame_count']} frames · {run['width']}×{run['height']} · {run['device'] or ''} · "
-             f"{ui.fmt_seconds(run['run_time_s'])} · J&F {ui.fmt_score(run['jf'])}")  # fmt: skip
+def _side(run: Run, key: str, label: str, colour: str, version: int | None = None) -> dbc.Col:
+    facts = (f"{run.frame_count} frames · {run.width}×{run.height} · {run.device or ''} · "
+             f"{ui.fmt_seconds(run.run_time_s)} · J&F {ui.fmt_score(run.jf)}")  # fmt: skip
     query = f"?version={version}" if version else ""
-    player = dash_player.DashPlayer(id=f"cmp-player-{key}", url=f"/api/runs/{run['id']}/files/overlay{query}",
+    player = dash_player.DashPlayer(id=f"cmp-player-{key}", url=f"/api/runs/{run.id}/files/overlay{query}",
                                     controls=key == "a", muted=True, width="100%", height="auto",
                                     intervalCurrentTime=100)  # fmt: skip
     if key == "b":
@@ -42,7 +43,7 @@ def _side(run: dict, key: str, label: str, colour: str, version: int | None = No
     return dbc.Col(
         dbc.Card(
             [
-                dbc.CardHeader([_swatch(colour), html.A(label, href=f"/player?id={run['id']}{query.replace('?', '&')}"),
+                dbc.CardHeader([_swatch(colour), html.A(label, href=f"/player?id={run.id}{query.replace('?', '&')}"),
                                 html.Span(f" · {hint}", className="text-muted fw-normal small")]),
                 dbc.CardBody([player, html.Div(facts, className="text-muted small mt-1")]),
             ]
@@ -55,17 +56,17 @@ def layout(a=None, b=None, va=None, vb=None, **_query):
     storage = ctx().storage
     run_a, run_b = storage.find_run(a), storage.find_run(b)
     version_a, version_b = _version(storage, run_a, va), _version(storage, run_b, vb)
-    if not run_a or not run_b or run_a["status"] != "done" or run_b["status"] != "done":
+    if not run_a or not run_b or run_a.status != "done" or run_b.status != "done":
         return ui.not_found("pair of finished runs")
     pairs = [(run_a, trajectory(run_a, version_a)), (run_b, trajectory(run_b, version_b))]
     label_a, label_b = figures.run_labels([run_a, run_b])
-    if run_a["id"] == run_b["id"] or version_a or version_b:  # versions of a run: told apart by their numbers
-        label_a = f"{run_a['name']} v{version_a or run_a['version']}"
-        label_b = f"{run_b['name']} v{version_b or run_b['version']}"
+    if run_a.id == run_b.id or version_a or version_b:  # versions of a run: told apart by their numbers
+        label_a = f"{run_a.name} v{version_a or run_a.version}"
+        label_b = f"{run_b.name} v{version_b or run_b.version}"
     colour_a, colour_b = figures.run_colour(0), figures.run_colour(1)
     meta = player_meta(run_a)
-    meta["frame_count"] = min(run_a["frame_count"] or 1, run_b["frame_count"] or 1)
-    same_video = run_a["input_hash"] and run_a["input_hash"] == run_b["input_hash"]
+    meta["frame_count"] = min(run_a.frame_count or 1, run_b.frame_count or 1)
+    same_video = run_a.input_hash and run_a.input_hash == run_b.input_hash
     if same_video:
         iou = mask_iou(run_a, run_b, version_a, version_b)
         iou_figure = figures.per_frame_scores(iou, ("iou",), "Per-frame IoU between the two runs' masks")

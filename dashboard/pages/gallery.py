@@ -9,57 +9,58 @@ from dash import ctx as callback_ctx
 
 from dashboard import ui
 from dashboard.context import ctx
-from dashboard.storage import FINISHED
+from dashboard.runs import delete_run
+from dashboard.storage import FINISHED, Run, RunNotFound
 
 PATH, NAME = "/gallery", "Gallery"
 
 SORTS = {
-    "newest": (lambda run: run["created_at"], True),
-    "oldest": (lambda run: run["created_at"], False),
-    "name": (lambda run: run["name"].lower(), False),
-    "jf": (lambda run: run["jf"] if run["jf"] is not None else -1, True),
-    "runtime": (lambda run: run["run_time_s"] or 0, False),
-    "frames": (lambda run: run["frame_count"] or 0, True),
+    "newest": (lambda run: run.created_at, True),
+    "oldest": (lambda run: run.created_at, False),
+    "name": (lambda run: run.name.lower(), False),
+    "jf": (lambda run: run.jf if run.jf is not None else -1, True),
+    "runtime": (lambda run: run.run_time_s or 0, False),
+    "frames": (lambda run: run.frame_count or 0, True),
 }
 
 
-def _picture(run: dict):
-    run_id = run["id"]
-    if run["status"] == "done":
-        return dbc.CardImg(src=ui.thumb_url(run_id, run["updated_at"]), top=True, className="thumb")
-    if run["status"] == "running" and ctx().storage.preview_path(run_id).exists():
-        return dbc.CardImg(src=f"/api/runs/{run_id}/files/preview?v={run['updated_at']}", top=True,
+def _picture(run: Run):
+    run_id = run.id
+    if run.status == "done":
+        return dbc.CardImg(src=ui.thumb_url(run_id, run.updated_at), top=True, className="thumb")
+    if run.status == "running" and ctx().storage.preview_path(run_id).exists():
+        return dbc.CardImg(src=f"/api/runs/{run_id}/files/preview?v={run.updated_at}", top=True,
                            className="thumb")  # fmt: skip
-    return html.Div(ui.status_badge(run["status"]), className="thumb thumb-placeholder")
+    return html.Div(ui.status_badge(run.status), className="thumb thumb-placeholder")
 
 
-def _progress(run: dict) -> list:
+def _progress(run: Run) -> list:
     """Stage and share done, for a card of a run in progress."""
-    if run["status"] == "queued":
+    if run.status == "queued":
         return [html.Div("waiting in the queue", className="small text-muted mb-1")]
-    percent = round(100 * (run["progress"] or 0))
+    percent = round(100 * (run.progress or 0))
     return [
-        html.Div(ui.stage_name(run["stage"]) or "Starting", className="small text-muted mb-1 card-stage"),
+        html.Div(ui.stage_name(run.stage) or "Starting", className="small text-muted mb-1 card-stage"),
         dbc.Progress(value=percent, label=f"{percent} %", striped=True, animated=True, className="mb-1",
                      style={"height": "1rem"}),
     ]  # fmt: skip
 
 
-def run_card(run: dict, picked: bool = False) -> dbc.Col:
-    run_id, done = run["id"], run["status"] == "done"
+def run_card(run: Run, picked: bool = False) -> dbc.Col:
+    run_id, done = run.id, run.status == "done"
     link = f"/player?id={run_id}" if done else f"/run?id={run_id}"
     facts = [
-        ("Date", ui.fmt_date(run["created_at"])),
-        ("Preset", (run["options"] or {}).get("preset") or "–"),
-        ("Frames", run["frame_count"] or "–"),
-        ("Size", f"{run['width']}×{run['height']}" if run["width"] else "–"),
-        ("Model", run["model"] or "–"),
-        ("Device", run["device"] or "–"),
-        ("Run time", ui.fmt_seconds(run["run_time_s"])),
-        ("J&F", ui.fmt_score(run["jf"])),
-        ("Version", run.get("version") or 1),
+        ("Date", ui.fmt_date(run.created_at)),
+        ("Preset", (run.options or {}).get("preset") or "–"),
+        ("Frames", run.frame_count or "–"),
+        ("Size", f"{run.width}×{run.height}" if run.width else "–"),
+        ("Model", run.model or "–"),
+        ("Device", run.device or "–"),
+        ("Run time", ui.fmt_seconds(run.run_time_s)),
+        ("J&F", ui.fmt_score(run.jf)),
+        ("Version", run.version or 1),
     ]
-    in_progress = [] if run["status"] in FINISHED else _progress(run)
+    in_progress = [] if run.status in FINISHED else _progress(run)
     picture = _picture(run)
     return dbc.Col(
         dbc.Card(
@@ -67,8 +68,8 @@ def run_card(run: dict, picked: bool = False) -> dbc.Col:
                 html.A(picture, href=link),
                 dbc.CardBody(
                     [
-                        html.Div([html.H6(run["name"], className="card-title mb-1 text-truncate"),
-                                  ui.status_badge(run["status"])], className="d-flex justify-content-between gap-2"),  # fmt: skip
+                        html.Div([html.H6(run.name, className="card-title mb-1 text-truncate"),
+                                  ui.status_badge(run.status)], className="d-flex justify-content-between gap-2"),  # fmt: skip
                         *in_progress,
                         html.Dl(sum(([html.Dt(k), html.Dd(str(v))] for k, v in facts), []), className="card-facts"),
                         html.Div(
@@ -78,7 +79,7 @@ def run_card(run: dict, picked: bool = False) -> dbc.Col:
                                 dcc.ConfirmDialogProvider(
                                     dbc.Button("Delete", color="danger", outline=True, size="sm"),
                                     id={"type": "delete-run", "id": run_id},
-                                    message=f"Delete the run '{run['name']}' and all its files?",
+                                    message=f"Delete the run '{run.name}' and all its files?",
                                 ),
                             ],
                             className="d-flex align-items-center",
@@ -167,19 +168,19 @@ def register_callbacks(app) -> None:
             empty = ui.empty_state("No runs yet", "Start one and it will be kept here.", "/upload", "New run")
             return None, empty, None, True
         key, reverse = SORTS.get(sort, SORTS["newest"])
-        active = [run for run in runs if run["status"] not in FINISHED]
-        finished = sorted((run for run in runs if run["status"] in FINISHED), key=key, reverse=reverse)
+        active = [run for run in runs if run.status not in FINISHED]
+        finished = sorted((run for run in runs if run.status in FINISHED), key=key, reverse=reverse)
         active_cards = [
             html.H5("In progress"),
             dbc.Row([run_card(run) for run in active], className="g-3 mb-4"),
         ] if active else None  # fmt: skip
         # Redrawing the finished cards would reset what is picked to compare: only when they change, and
         # with the picks kept.
-        drawn = [[run["id"], run["status"], run["updated_at"]] for run in finished]
+        drawn = [[run.id, run.status, run.updated_at] for run in finished]
         if drawn == shown:
             return active_cards, no_update, no_update, not active
         picked = {i["id"] for i, value in zip(pick_ids, pick_values, strict=False) if value}
-        cards = dbc.Row([run_card(run, run["id"] in picked) for run in finished], className="g-3", id="gallery-cards")
+        cards = dbc.Row([run_card(run, run.id in picked) for run in finished], className="g-3", id="gallery-cards")
         return active_cards, cards, drawn, not active
 
     @app.callback(
@@ -204,12 +205,8 @@ def register_callbacks(app) -> None:
     def delete(clicks, refresh):
         if not callback_ctx.triggered_id or not any(clicks):
             return no_update
-        storage = ctx().storage
-        run_id = callback_ctx.triggered_id["id"]
-        run = storage.find_run(run_id)
-        if run is None:
-            return (refresh or 0) + 1
-        if run["status"] not in FINISHED:
-            storage.request_cancel(run_id)
-        storage.delete_run(run_id)
+        try:
+            delete_run(ctx().storage, callback_ctx.triggered_id["id"])
+        except RunNotFound:
+            pass  # deleted from another tab or the API meanwhile: the same outcome
         return (refresh or 0) + 1

@@ -35,20 +35,20 @@ def compute_device() -> tuple[str, str]:
 
 def _demo_card():
     runs = ctx().storage.list_runs()
-    done = [run for run in runs if run["status"] == "done"]
-    demo = next((run for run in done if run["name"].startswith("Demo")), done[0] if done else None)
+    done = [run for run in runs if run.status == "done"]
+    demo = next((run for run in done if run.name.startswith("Demo")), done[0] if done else None)
     if demo is None:
-        pending = next((run for run in runs if run["status"] in ("queued", "running")), None)
+        pending = next((run for run in runs if run.status in ("queued", "running")), None)
         text = "The demo run is being prepared…" if pending else "No result yet: start a new run."
-        link = f"/run?id={pending['id']}" if pending else "/upload"
+        link = f"/run?id={pending.id}" if pending else "/upload"
         return dbc.Card(dbc.CardBody([html.H5("Demo"), html.P(text, className="text-muted"),
                                       dbc.Button("Follow it" if pending else "New run", href=link)]))  # fmt: skip
     return dbc.Card(
         [
-            html.A(dbc.CardImg(src=ui.thumb_url(demo["id"], demo["updated_at"]), top=True), href=f"/player?id={demo['id']}"),
-            dbc.CardBody([html.H5(demo["name"]), html.P(f"{demo['frame_count']} frames · {demo['width']}×{demo['height']}",
+            html.A(dbc.CardImg(src=ui.thumb_url(demo.id, demo.updated_at), top=True), href=f"/player?id={demo.id}"),
+            dbc.CardBody([html.H5(demo.name), html.P(f"{demo.frame_count} frames · {demo.width}×{demo.height}",
                                                           className="text-muted mb-2"),
-                          dbc.Button("Open in the player", href=f"/player?id={demo['id']}", color="primary")]),
+                          dbc.Button("Open in the player", href=f"/player?id={demo.id}", color="primary")]),
         ],
         className="demo-card",
     )  # fmt: skip

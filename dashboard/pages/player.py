@@ -12,6 +12,7 @@ from dash import ClientsideFunction, Input, Output, State, dcc, html, no_update
 from dashboard import drawing, figures, ui
 from dashboard.context import ctx
 from dashboard.results import evaluation, frame_table, trajectory
+from dashboard.storage import Run
 
 PATH, NAME = "/player", "Player"
 FIX = "fix"  # the correction drawing's id prefix
@@ -22,17 +23,17 @@ def slider_marks(frame_count: int) -> dict:
     return {i: str(i) for i in range(0, frame_count, step)}
 
 
-def player_meta(run: dict, colours: dict | None = None, label: str | None = None) -> dict:
+def player_meta(run: Run, colours: dict | None = None, label: str | None = None) -> dict:
     """What the clientside callbacks need of a run: time base, object colours (as its figures draw them)."""
     from segmentation.masks import color_of
 
-    fps = run["fps"] or 25.0
-    frames = run["frame_count"] or 1
+    fps = run.fps or 25.0
+    frames = run.frame_count or 1
     if colours is None:
-        colours = {o: ui.colour_css(color_of(o)) for o in run["objects"] or []}
+        colours = {o: ui.colour_css(color_of(o)) for o in run.objects or []}
     return {
-        "run_id": run["id"],
-        "label": label or run["name"],
+        "run_id": run.id,
+        "label": label or run.name,
         "fps": fps,
         "frame_count": frames,
         "duration": frames / fps,
@@ -51,7 +52,7 @@ def downloads(run_id: str, version: int | None = None) -> html.Div:
     )  # fmt: skip
 
 
-def _scores(run: dict, scores) -> tuple[list, dict, dict]:
+def _scores(run: Run, scores) -> tuple[list, dict, dict]:
     """The ground-truth card's summary, per-frame chart and the chart's style, from the run's per-frame scores
     (an invitation to add ground truth when there are none)."""
     if scores is None:
@@ -63,7 +64,7 @@ def _scores(run: dict, scores) -> tuple[list, dict, dict]:
     return summary, figures.per_frame_scores(scores, ("J", "F"), "Per-frame scores"), {}
 
 
-def scores_card(run: dict):
+def scores_card(run: Run):
     summary, figure, graph_style = _scores(run, evaluation(run))
     return dbc.Card(
         [
@@ -85,24 +86,24 @@ def scores_card(run: dict):
     )  # fmt: skip
 
 
-def version_picker(run: dict, shown: int | None) -> html.Div:
+def version_picker(run: Run, shown: int | None) -> html.Div:
     """Links to each version of the run (shown: an earlier one's number, None for the latest)."""
-    earlier = ctx().storage.earlier_versions(run["id"])
+    earlier = ctx().storage.earlier_versions(run.id)
     if not earlier:
         return html.Div(id="version-picker")
-    links = [dbc.NavItem(dbc.NavLink(f"{n}", href=f"/player?id={run['id']}&version={n}", active=n == shown,
+    links = [dbc.NavItem(dbc.NavLink(f"{n}", href=f"/player?id={run.id}&version={n}", active=n == shown,
                                      id=f"version-{n}")) for n in earlier]  # fmt: skip
-    latest = run["version"] if run["status"] == "done" else max(earlier) + 1
-    links.append(dbc.NavItem(dbc.NavLink(f"{latest} (latest)", href=f"/player?id={run['id']}", active=shown is None,
+    latest = run.version if run.status == "done" else max(earlier) + 1
+    links.append(dbc.NavItem(dbc.NavLink(f"{latest} (latest)", href=f"/player?id={run.id}", active=shown is None,
                                          id=f"version-{latest}")))  # fmt: skip
-    compare = [] if shown is None or run["status"] != "done" else [
-        dbc.Button(f"Compare with version {latest}", href=f"/compare?a={run['id']}&b={run['id']}&va={shown}",
+    compare = [] if shown is None or run.status != "done" else [
+        dbc.Button(f"Compare with version {latest}", href=f"/compare?a={run.id}&b={run.id}&va={shown}",
                    id="compare-versions", color="link", size="sm")]  # fmt: skip
     return html.Div([html.Span("Version ", className="me-2 text-muted"), dbc.Nav(links, pills=True, className="d-inline-flex"),
                      *compare], id="version-picker", className="d-flex align-items-center mb-2")  # fmt: skip
 
 
-def correction_card(run: dict) -> dbc.Card:
+def correction_card(run: Run) -> dbc.Card:
     return dbc.Card(
         dbc.CardBody(
             [
@@ -125,10 +126,10 @@ def layout(id=None, version=None, **_query):  # noqa: A002
     run = storage.find_run(id)
     if run is None:
         return ui.not_found()
-    earlier = int(version) if str(version or "").isdigit() and int(version) in storage.earlier_versions(run["id"]) else None
-    if run["status"] != "done" and earlier is None:
-        return dbc.Alert([html.H4(f"{run['name']} is {run['status']}"),
-                          dbc.Button("Follow the run", href=f"/run?id={run['id']}", color="primary")], color="info")  # fmt: skip
+    earlier = int(version) if str(version or "").isdigit() and int(version) in storage.earlier_versions(run.id) else None
+    if run.status != "done" and earlier is None:
+        return dbc.Alert([html.H4(f"{run.name} is {run.status}"),
+                          dbc.Button("Follow the run", href=f"/run?id={run.id}", color="primary")], color="info")  # fmt: skip
     meta = player_meta(run)
     df = trajectory(run, earlier)
     frames = meta["frame_count"]
@@ -139,7 +140,7 @@ def layout(id=None, version=None, **_query):  # noqa: A002
                 version_picker(run, earlier),
                 dash_player.DashPlayer(
                     id="player",
-                    url=f"/api/runs/{run['id']}/files/overlay{query}",
+                    url=f"/api/runs/{run.id}/files/overlay{query}",
                     controls=True,
                     width="100%",
                     height="auto",
@@ -162,16 +163,16 @@ def layout(id=None, version=None, **_query):  # noqa: A002
         )
     )
     facts = [
-        f"{run['width']}×{run['height']} px", f"{frames} frames", f"{meta['fps']:.3g} fps",
-        f"{len(run['objects'] or [])} object(s)", f"{run['device'] or ''}", f"run time {ui.fmt_seconds(run['run_time_s'])}",
-        f"version {earlier or run['version']}" + (" (an earlier one)" if earlier else ""),
+        f"{run.width}×{run.height} px", f"{frames} frames", f"{meta['fps']:.3g} fps",
+        f"{len(run.objects or [])} object(s)", f"{run.device or ''}", f"run time {ui.fmt_seconds(run.run_time_s)}",
+        f"version {earlier or run.version}" + (" (an earlier one)" if earlier else ""),
     ]  # fmt: skip
     return html.Div(
         [
             dcc.Store(id="player-meta", data=meta),
             dcc.Store(id="player-frames", data=frame_table(df)),
             html.Div(
-                [html.H2(run["name"], className="d-inline me-3"), ui.status_badge(run["status"])],
+                [html.H2(run.name, className="d-inline me-3"), ui.status_badge(run.status)],
                 className="mb-1",
             ),
             html.P(" · ".join(f for f in facts if f), className="text-muted"),
@@ -193,7 +194,7 @@ def layout(id=None, version=None, **_query):  # noqa: A002
                                     ),
                                 ]
                             ),
-                            html.Div(downloads(run["id"], earlier), className="mt-3"),
+                            html.Div(downloads(run.id, earlier), className="mt-3"),
                         ],
                         lg=6,
                     ),  # fmt: skip
@@ -253,43 +254,30 @@ def register_callbacks(app) -> None:
 
     def add_ground_truth(upload, meta):
         """(A message, and (the run, its per-frame scores) once scored, else None)."""
-        import shutil
-
         import pandas as pd
 
-        from dashboard.checks import user_message
-        from dashboard.jobs import evaluate_run
-        from dashboard.runs import BadRequest, check_gt_zip
+        from dashboard.runs import BadRequest, Conflict, add_ground_truth
         from dashboard.storage import RunNotFound, Storage
-        from segmentation.errors import SegmentationError
 
         if not upload or not isinstance(meta, dict):
             return None, None
         storage = Storage(_storage_root)  # background callbacks run outside the request, in another process
         # Both come from the browser: the run must exist and be done, the token must be one of our uploads.
         run = storage.find_run(meta.get("run_id"))
-        if run is None or run["status"] != "done":
+        if run is None or run.status != "done":
             return dbc.Alert("This run is gone or not finished.", color="warning"), None
-        run_id = run["id"]
         try:
             source = storage.upload_path(upload.get("token"))
-            check_gt_zip(source, (run["width"], run["height"]), run["frame_count"])
         except RunNotFound:
             return dbc.Alert("The upload expired; pick the file again.", color="warning"), None
-        except BadRequest as exc:
-            return dbc.Alert(str(exc), color="danger"), None
-        shutil.move(source, storage.gt_zip(run_id))
-        storage.discard_upload(upload["token"])
         try:
-            scores = evaluate_run(storage, run_id)
-        except SegmentationError as exc:
-            names = {
-                storage.gt_dir(run_id): "the ground truth",
-                storage.result_dir(run_id) / "masks": "the run's masks",
-            }
-            return dbc.Alert(user_message(exc, names), color="danger"), None
+            scores = add_ground_truth(storage, run.id, source)
+        except (BadRequest, Conflict) as exc:
+            return dbc.Alert(str(exc), color="danger"), None
+        finally:
+            storage.discard_upload(upload["token"])
         message = dbc.Alert(f"J&F {scores['jf']:.3f} (J {scores['j']:.3f}, F {scores['f']:.3f}).", color="success")
-        return message, (storage.find_run(run_id), pd.read_csv(storage.evaluation_path(run_id)))
+        return message, (storage.find_run(run.id), pd.read_csv(storage.evaluation_path(run.id)))
 
 
 def _run_frame(source: dict):
@@ -299,13 +287,13 @@ def _run_frame(source: dict):
 
     storage = ctx().storage
     run = storage.find_run(source.get("run_id"))
-    if run is None or run["status"] != "done":
+    if run is None or run.status != "done":
         raise BadRequest("This run is gone or making a new version: correct it once it is done.")
     frame = int(source.get("frame") or 0)
-    masks = sorted((storage.result_dir(run["id"]) / "masks").glob("*.png"))
+    masks = sorted((storage.result_dir(run.id) / "masks").glob("*.png"))
     if not 0 <= frame < len(masks):
         raise BadRequest(f"frame {frame}: the run has frames 0 to {len(masks) - 1}.")
-    return drawing.read_frame(storage.input_video(run["id"]), frame), read_mask(masks[frame]), ("run", run["id"], frame)
+    return drawing.read_frame(storage.input_video(run.id), frame), read_mask(masks[frame]), ("run", run.id, frame)
 
 
 def register_correction(app) -> None:
@@ -346,17 +334,17 @@ def register_correction(app) -> None:
             if not source:
                 raise BadRequest("Press Correct this frame first.")
             run = storage.get_run(source["run_id"])
-            boxes, polygons, problems = drawing.prompts(drawn or [], run["width"], run["height"], source["frame"])
+            boxes, polygons, problems = drawing.prompts(drawn or [], run.width, run.height, source["frame"])
             if problems:
                 raise BadRequest(" ".join(problems))
             if not boxes and not polygons:
                 raise BadRequest("Nothing is drawn: drag a box around the object to correct.")
             version = start_correction(
-                storage, ctx().runner, run["id"], source["frame"], polygons=polygons,
+                storage, ctx().runner, run.id, source["frame"], polygons=polygons,
                 boxes=[[b.x0, b.y0, b.x1, b.y1] for b in boxes], objects=[b.object_id for b in boxes],
             )  # fmt: skip
         except RunNotFound:
             return no_update, dbc.Alert("This run was deleted: nothing to correct.", color="warning", id="correct-error")
         except (BadRequest, Conflict, SegmentationError) as exc:
             return no_update, dbc.Alert(str(exc), color="danger", id="correct-error")
-        return f"/run?id={run['id']}&version={version}", None
+        return f"/run?id={run.id}&version={version}", None

@@ -12,7 +12,7 @@ from dash import ClientsideFunction, Input, Output, State, dcc, html, no_update
 from dashboard import ui
 from dashboard.context import ctx
 from dashboard.runs import rerun
-from dashboard.storage import FINISHED
+from dashboard.storage import FINISHED, Run
 
 PATH, NAME = "/run", "Run"
 
@@ -23,12 +23,12 @@ def layout(id=None, **_query):  # noqa: A002 - the query parameter is called id
         return ui.not_found()
     return html.Div(
         [
-            dcc.Store(id="run-id", data=run["id"]),
+            dcc.Store(id="run-id", data=run.id),
             dcc.Interval(id="run-poll", interval=1000),
             dcc.Store(id="run-answered"),  # the poll count the server last answered
             html.Div(id="run-connection"),
             html.Div(
-                [html.H2(run["name"], className="d-inline me-3"), html.Span(id="run-status")],
+                [html.H2(run.name, className="d-inline me-3"), html.Span(id="run-status")],
                 className="mb-3",
             ),
             dbc.Row(
@@ -65,7 +65,7 @@ def layout(id=None, **_query):  # noqa: A002 - the query parameter is called id
                                                 "Open in the player",
                                                 id="run-open",
                                                 color="primary",
-                                                href=f"/player?id={run['id']}",
+                                                href=f"/player?id={run.id}",
                                             ),
                                         ]
                                     ),
@@ -89,7 +89,7 @@ def layout(id=None, **_query):  # noqa: A002 - the query parameter is called id
             html.Details(
                 [
                     html.Summary("First frame and mask as given"),
-                    html.Img(src=f"/api/runs/{run['id']}/files/check", className="check-image mt-2"),
+                    html.Img(src=f"/api/runs/{run.id}/files/check", className="check-image mt-2"),
                 ],
                 className="mt-3",
             ),  # fmt: skip
@@ -97,30 +97,30 @@ def layout(id=None, **_query):  # noqa: A002 - the query parameter is called id
     )
 
 
-def _step(run: dict) -> tuple[str, str]:
+def _step(run: Run) -> tuple[str, str]:
     """The row saying how far the current stage is: tuning counts iterations against a time budget."""
-    if run["stage"] == "online training":
-        if not run["total"]:
+    if run.stage == "online training":
+        if not run.total:
             return "Tuning", "–"
-        return "Tuning", f"iteration {run['done']} of {run['total']}"
-    return "Frame", f"{run['done']} / {run['total']}" if run["total"] else "–"
+        return "Tuning", f"iteration {run.done} of {run.total}"
+    return "Frame", f"{run.done} / {run.total}" if run.total else "–"
 
 
-def _facts(run: dict) -> list:
-    running = run["status"] == "running"
-    stage = ui.stage_name(run["stage"]) if running and run["stage"] else run["status"]
+def _facts(run: Run) -> list:
+    running = run.status == "running"
+    stage = ui.stage_name(run.stage) if running and run.stage else run.status
     rows = [
         ("Stage", stage),
         _step(run),
-        ("Time left", ui.fmt_seconds(run["eta_s"]) if running else "–"),
+        ("Time left", ui.fmt_seconds(run.eta_s) if running else "–"),
         (
             "Video",
-            f"{run['width']}×{run['height']} px, {run['frame_count']} frames"
-            if run["width"]
-            else run["video_name"],
+            f"{run.width}×{run.height} px, {run.frame_count} frames"
+            if run.width
+            else run.video_name,
         ),
-        ("Options", ", ".join(f"{k}={v}" for k, v in run["options"].items())),
-        ("Run time", ui.fmt_seconds(run["run_time_s"])),
+        ("Options", ", ".join(f"{k}={v}" for k, v in run.options.items())),
+        ("Run time", ui.fmt_seconds(run.run_time_s)),
     ]
     out = []
     for term, value in rows:
@@ -172,17 +172,17 @@ def register_callbacks(app) -> None:
         if run is None:
             return (ui.status_badge("deleted"), 0, "", False, False, "secondary", [], None, None, True, True, True,
                     True, n)  # fmt: skip
-        status = run["status"]
+        status = run.status
         finished = status in FINISHED
-        percent = round(100 * (run["progress"] or 0))
+        percent = round(100 * (run.progress or 0))
         preview = None
         if storage.preview_path(run_id).exists():
-            preview = f"/api/runs/{run_id}/files/preview?v={run['updated_at']}"
-        if status == "done" and (storage.run_dir(run_id) / "thumb.jpg").exists():
-            preview = ui.thumb_url(run_id, run["updated_at"])
+            preview = f"/api/runs/{run_id}/files/preview?v={run.updated_at}"
+        if status == "done" and storage.thumbnail_path(run_id).exists():
+            preview = ui.thumb_url(run_id, run.updated_at)
         error = None
         if status in ("failed", "cancelled"):
-            error = dbc.Alert([html.Strong("Failed: " if status == "failed" else "Cancelled. "), run["error"] or "",
+            error = dbc.Alert([html.Strong("Failed: " if status == "failed" else "Cancelled. "), run.error or "",
                                html.Div("The inputs are kept: press Run again to retry.", className="small mt-1")],
                               color="danger" if status == "failed" else "warning", id="run-error-message")  # fmt: skip
         colour = {"done": "success", "failed": "danger", "cancelled": "warning"}.get(status, "primary")
@@ -190,7 +190,7 @@ def register_callbacks(app) -> None:
         return (
             ui.status_badge(status, id="run-status-badge"), percent if status != "queued" else 100, label,
             not finished, not finished, colour if status != "queued" else "secondary", _facts(run),
-            _preview(preview, status, run["stage"]), error, finished, not finished, status != "done", finished, n,
+            _preview(preview, status, run.stage), error, finished, not finished, status != "done", finished, n,
         )  # fmt: skip
 
     app.clientside_callback(

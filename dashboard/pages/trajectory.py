@@ -21,9 +21,9 @@ def layout(ids=None, **_query):
         return ui.empty_state(
             "No finished run yet", "Trajectories appear here once a run is done.", "/upload", "New run"
         )
-    chosen = [i for i in (ids or "").split(",") if any(run["id"] == i for run in done)] or [done[0]["id"]]
+    chosen = [i for i in (ids or "").split(",") if any(run.id == i for run in done)] or [done[0].id]
     options = [
-        {"label": f"{run['name']} ({ui.fmt_date(run['created_at'])})", "value": run["id"]} for run in done
+        {"label": f"{run.name} ({ui.fmt_date(run.created_at)})", "value": run.id} for run in done
     ]
     return html.Div(
         [
@@ -102,7 +102,7 @@ def register_callbacks(app) -> None:
     def show_runs(run_ids):
         storage = ctx().storage
         runs = [
-            run for run in (storage.find_run(i) for i in run_ids or []) if run and run["status"] == "done"
+            run for run in (storage.find_run(i) for i in run_ids or []) if run and run.status == "done"
         ]
         if not runs:
             return {}, {}, None, None, None, no_update, no_update, None, None
@@ -111,11 +111,11 @@ def register_callbacks(app) -> None:
         several = len(runs) > 1
         # Everything the small player needs to show any of these runs, so a click switches it in the browser.
         shown = {
-            run["id"]: {
+            run.id: {
                 "meta": player_meta(run, colours[index], labels[index]),
                 "frames": frame_table(df),
-                "url": f"/api/runs/{run['id']}/files/overlay",
-                "marks": slider_marks(run["frame_count"] or 1),
+                "url": f"/api/runs/{run.id}/files/overlay",
+                "marks": slider_marks(run.frame_count or 1),
                 "title": _run_title(labels[index], figures.run_colour(index) if several else None),
             }
             for index, (run, df) in enumerate(pairs)
