@@ -198,16 +198,16 @@ def _prompts(text: str, what: str, make) -> list:
 
 def parse_boxes(text: str) -> list:
     """The `boxes` field: a JSON list of [x0, y0, x1, y1] in frame 0's pixels (inclusive), one per object, ids
-    1..N in the order given -> segmentation.prompts.Box."""
+    1..N in the order given, or of {"box": [...], "object": id, "frame": n} -> segmentation.prompts.Box."""
     from segmentation.prompts import Box
 
     what = "boxes must be a JSON list of [x0, y0, x1, y1], one per object, e.g. [[10, 20, 110, 90]]"
-    return _prompts(text, what, lambda box, i: Box.from_list(box, object_id=i))
+    return _prompts(text, what, Box.from_json)
 
 
 def parse_strokes(text: str) -> list:
     """The `strokes` field: a JSON list of {"object": 1, "positive": true, "points": [[x, y], ...]} in frame 0's
-    pixels -> segmentation.prompts.Stroke: positive ones on an object, negative ones beside it."""
+    pixels (or "frame": n's) -> segmentation.prompts.Stroke: positive ones on an object, negative ones beside it."""
     from segmentation.prompts import Stroke
 
     what = 'strokes must be a JSON list of {"object": 1, "positive": true, "points": [[x, y], ...]}'
