@@ -42,38 +42,37 @@ def check_inputs(video: Path, mask: Path, binarize: bool = False, info=None) -> 
 
 
 def check_boxes(video: Path, boxes: list, info=None, strokes=()) -> tuple[dict, bytes]:
-    """check_inputs for a run started from boxes (segmentation.prompts.Box): the video's facts and a PNG of frame
-    0 with each box drawn in its object's colour (the model makes the masks when the run starts)."""
+    """check_inputs for a run started from boxes (segmentation.prompts.Box) and strokes, at frame 0 and later
+    frames: the video's facts and a PNG of frame 0 with its boxes drawn in their objects' colours (the model makes
+    the masks when the run starts)."""
     import cv2
     import numpy as np
     from PIL import Image
 
+    from segmentation.annotations import Annotations
     from segmentation.masks import color_of
-    from segmentation.prompts import check_boxes as check_box_list
-    from segmentation.prompts import check_strokes
     from segmentation.video import iter_frames, probe
 
     info = info or probe(video)
-    check_box_list(boxes, info.width, info.height, info.frame_count)
-    check_strokes(list(strokes), boxes, info.width, info.height, info.frame_count)
+    # As the engine will check them: inside their frames, within the video, something at frame 0.
+    given = Annotations.of(None, list(boxes), (info.width, info.height), info.frame_count, strokes)
     frames = iter_frames(video)
     try:
         first = next(iter(frames)).copy()
     finally:
         getattr(frames, "close", lambda: None)()
     thickness = max(2, round(min(info.width, info.height) / 200))
-    for box in boxes:
+    for box in given.boxes_at(0):
         cv2.rectangle(first, (box.x0, box.y0), (box.x1, box.y1), color_of(box.object_id), thickness)
-    png = io.BytesIO()
-    Image.fromarray(first).save(png, format="PNG")
-    for stroke in strokes:  # negative strokes in white: they say where the object is not
+    for stroke in given.strokes_at(0):  # negative strokes in white: they say where the object is not
         colour = color_of(stroke.object_id) if stroke.positive else (255, 255, 255)
         points = np.array(stroke.points, np.int32).reshape(-1, 1, 2)
         cv2.polylines(first, [points], False, colour, 2 * stroke.radius + 1)
-    ids = sorted({p.object_id for p in [*boxes, *(s for s in strokes if s.positive)]})
+    png = io.BytesIO()
+    Image.fromarray(first).save(png, format="PNG")
     facts = {
         "width": info.width, "height": info.height, "fps": info.fps, "frame_count": info.frame_count,
-        "objects": ids, "mask_frames": [0], "starts": dict.fromkeys(ids, 0),
+        "objects": given.object_ids, "mask_frames": given.frames, "starts": given.starts,
     }  # fmt: skip
     return facts, png.getvalue()
 

@@ -198,16 +198,16 @@ def _prompts(text: str, what: str, make) -> list:
 
 def parse_boxes(text: str) -> list:
     """The `boxes` field: a JSON list of [x0, y0, x1, y1] in frame 0's pixels (inclusive), one per object, ids
-    1..N in the order given -> segmentation.prompts.Box."""
+    1..N in the order given, or of {"box": [...], "object": id, "frame": n} -> segmentation.prompts.Box."""
     from segmentation.prompts import Box
 
     what = "boxes must be a JSON list of [x0, y0, x1, y1], one per object, e.g. [[10, 20, 110, 90]]"
-    return _prompts(text, what, lambda box, i: Box.from_list(box, object_id=i))
+    return _prompts(text, what, Box.from_json)
 
 
 def parse_strokes(text: str) -> list:
     """The `strokes` field: a JSON list of {"object": 1, "positive": true, "points": [[x, y], ...]} in frame 0's
-    pixels -> segmentation.prompts.Stroke: positive ones on an object, negative ones beside it."""
+    pixels (or "frame": n's) -> segmentation.prompts.Stroke: positive ones on an object, negative ones beside it."""
     from segmentation.prompts import Stroke
 
     what = 'strokes must be a JSON list of {"object": 1, "positive": true, "points": [[x, y], ...]}'
@@ -385,23 +385,25 @@ def versions(storage: Storage, run: Run) -> list[dict]:
 
 def correction_masks(
     storage: Storage, run: Run, frame: int, *, boxes=None, objects=None, polygons=(), mask=None,
-    mask_name="the mask",
+    mask_name="the mask", strokes=(),
 ) -> Path:
     """The masks version n+1 of a done run starts from, in a staging folder: version n's annotations (its
-    state/annotations/) with `frame` corrected, by `boxes` ([x0, y0, x1, y1] lists, for the known object ids
-    `objects`, made into masks by the model) and `polygons` ((object id, points) painted over them, as
-    dashboard.drawing gives them), or by `mask` (a PNG of that frame, whose objects are corrected). BadRequest
-    when the frame, boxes, objects or mask do not fit the run."""
+    state/annotations/) with `frame` corrected, by `boxes` ([x0, y0, x1, y1] lists, for the object ids `objects`,
+    made into masks by the model), `strokes` (segmentation.prompts.Stroke at that frame) and `polygons` ((object id,
+    points) painted over them, as dashboard.drawing gives them), or by `mask` (a PNG of that frame, whose objects
+    are corrected). An id the run does not have yet is a new object, tracked from `frame` on. BadRequest when the
+    frame, boxes, objects or mask do not fit the run."""
     from dashboard import drawing
     from segmentation.errors import InputError
-    from segmentation.masks import ids_in, read_first_mask, read_mask, write_mask
+    from segmentation.masks import MAX_OBJECTS, ids_in, read_first_mask, read_mask, write_mask
     from segmentation.prompts import Box
 
     run_id, result = run.id, storage.result_dir(run.id)
-    count, known = run.frame_count or 0, set(run.objects or [])
+    count = run.frame_count or 0
     if isinstance(frame, bool) or not isinstance(frame, int) or not 0 <= frame < count:
         raise BadRequest(f"frame {frame!r}: the video has frames 0 to {count - 1}.")
-    if (boxes is None and not polygons) == (mask is None):
+    strokes = list(strokes)
+    if (boxes is None and not polygons and not strokes) == (mask is None):
         raise BadRequest("Give the correction either as boxes (with their objects) or as a mask PNG.")
     size = (run.width, run.height)
     annotations = result / "state" / "annotations"
@@ -409,28 +411,28 @@ def correction_masks(
     labels = read_mask(given) if given.exists() else np.zeros(size[::-1], np.uint8)
     try:
         if mask is None:
-            boxes = [] if boxes is None and polygons else boxes
-            if not isinstance(boxes, list) or not (boxes or polygons) or not isinstance(objects, list) or len(
+            if boxes is None and (polygons or strokes):
+                boxes, objects = [], objects or []
+            if not isinstance(boxes, list) or not (boxes or polygons or strokes) or not isinstance(objects, list) or len(
                 objects) != len(boxes):  # fmt: skip
                 raise BadRequest("boxes must be a JSON list of [x0, y0, x1, y1] and objects a list of as many ids.")
             if not all(isinstance(o, int) and not isinstance(o, bool) for o in objects) or len(set(objects)) < len(
                 objects):  # fmt: skip
                 raise BadRequest("objects must be distinct whole ids, one per box.")
-            unknown = sorted({*objects, *(o for o, _ in polygons)} - known)
-            if unknown:
-                raise BadRequest(f"object {unknown[0]}: not in this run (its objects are "
-                                 f"{', '.join(map(str, sorted(known)))}); a correction redraws a known object.")  # fmt: skip
+            bad = sorted(o for o in {*objects, *(o for o, _ in polygons), *(s.object_id for s in strokes)}
+                         if not 1 <= o <= MAX_OBJECTS)  # fmt: skip
+            if bad:
+                raise BadRequest(f"object {bad[0]}: object ids go from 1 to {MAX_OBJECTS}.")
             prompts = [Box.from_list(box, object_id=o, frame=frame) for box, o in zip(boxes, objects)]
             for box in prompts:
                 box.check(*size)
             video_frame = drawing.read_frame(storage.input_video(run_id), frame)
-            labels = drawing.labels_of(video_frame, prompts, list(polygons), labels, ("run", run_id, frame))
+            for stroke in strokes:
+                stroke.check(*size)
+            labels = drawing.labels_of(video_frame, prompts, list(polygons), labels, ("run", run_id, frame), strokes)
         else:
             drawn = read_first_mask(mask, size)
-            ids = ids_in(drawn)
-            unknown = sorted(set(ids) - known)
-            if unknown:
-                raise BadRequest(f"object {unknown[0]}: not in this run; a correction redraws a known object.")
+            ids = ids_in(drawn)  # a colour new to the run is a new object
             labels[np.isin(labels, ids)] = 0
             labels[drawn > 0] = drawn[drawn > 0]
     except InputError as exc:

@@ -56,6 +56,17 @@ class Box:
             raise InputError(f"box {values!r}: its corners must be whole pixels")
         return cls(*(int(v) for v in values), object_id=object_id, frame=frame)
 
+    @classmethod
+    def from_json(cls, value, position: int) -> Box:
+        """[x0, y0, x1, y1] for object `position` at frame 0, or {"box": [x0, y0, x1, y1], "object": 2, "frame": 5}
+        for an object drawn at a later frame (as the REST API's JSON takes them)."""
+        if not isinstance(value, dict):
+            return cls.from_list(value, object_id=position)
+        object_id, frame = value.get("object", position), value.get("frame", 0)
+        if set(value) - {"box", "object", "frame"} or not _whole(object_id) or not _whole(frame):
+            raise InputError(f'box {value!r}: give it as {{"box": [x0, y0, x1, y1], "object": 1, "frame": 0}}')
+        return cls.from_list(value.get("box"), object_id=int(object_id), frame=int(frame))
+
     def check(self, width: int, height: int) -> None:
         """InputError unless the box has an area and lies inside a width x height frame."""
         name = f"box {self.x0},{self.y0},{self.x1},{self.y1} (object {self.object_id})"
@@ -98,7 +109,8 @@ class Stroke:
 
     @classmethod
     def from_dict(cls, value, frame: int = 0) -> Stroke:
-        """{"object": 1, "positive": true, "points": [[x, y], ...], "radius": 4} (as the REST API's JSON takes it)."""
+        """{"object": 1, "positive": true, "points": [[x, y], ...], "radius": 4, "frame": 0} (as the REST API's JSON
+        takes it; `frame` when the value names none)."""
         if not isinstance(value, dict) or not isinstance(value.get("points"), list):
             raise InputError(
                 f'stroke {value!r}: give it as {{"object": 1, "positive": true, "points": [[x, y], ...]}}'
@@ -113,16 +125,19 @@ class Stroke:
             value.get("positive", True),
             value.get("radius", 4),
         )
+        frame = value.get("frame", frame)
         if (
             not _whole(object_id)
             or not isinstance(positive, bool)
             or not _whole(radius)
             or not 1 <= radius <= 100
+            or not _whole(frame)
         ):
             raise InputError(
-                f"stroke {value!r}: object is an id, positive true or false, radius 1 to 100 pixels"
+                f"stroke {value!r}: object is an id, positive true or false, radius 1 to 100 pixels, frame a "
+                "frame number"
             )
-        return cls(tuple(points), int(object_id), positive, frame, int(radius))
+        return cls(tuple(points), int(object_id), positive, int(frame), int(radius))
 
     def check(self, width: int, height: int) -> None:
         name = f"{'positive' if self.positive else 'negative'} stroke for object {self.object_id}"

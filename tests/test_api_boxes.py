@@ -63,6 +63,9 @@ def test_a_run_from_boxes(client, tiny_clip, storage_dir):
         ("[[0, 0, 96, 40]]", False, "outside the 96x64 frame"),
         ("[[10, 10, 10, 40]]", False, "has no area"),
         ("[[10, 10, 40, 40]]", True, "either as masks or as boxes"),
+        ('[{"box": [10, 10, 40, 40], "object": 1, "frame": 12}]', False, "the video has frames 0 to 9"),
+        ('[{"box": [10, 10, 40, 40], "object": 1, "frame": 5}]', False, "frame 0 needs a mask or a box"),
+        ('[{"box": [10, 10, 40, 40], "colour": 2}]', False, 'give it as {"box"'),
     ],
 )
 def test_bad_boxes_are_refused_and_nothing_is_kept(client, tiny_clip, storage_dir, boxes, with_mask, message):
@@ -76,9 +79,10 @@ def test_bad_boxes_are_refused_and_nothing_is_kept(client, tiny_clip, storage_di
 
 
 def test_a_run_from_a_box_and_a_negative_stroke(client, tiny_clip, storage_dir):
-    # Object 1's box, refined by a negative stroke in a corner of it; object 2 by its box alone.
+    # Object 1's box, refined by a negative stroke in a corner of it; object 2 by its box alone, from frame 3.
     boxes = boxes_of(tiny_clip)
     x0, y0 = boxes[0][:2]
+    boxes[1] = {"box": boxes[1], "object": 2, "frame": 3}
     strokes = [{"object": 1, "positive": False, "points": [[x0, y0], [x0 + 1, y0 + 1]], "radius": 1}]
     with open(tiny_clip.video, "rb") as video:
         data = {"video": (video, "clip.mp4"), "boxes": json.dumps(boxes), "strokes": json.dumps(strokes),
@@ -89,6 +93,11 @@ def test_a_run_from_a_box_and_a_negative_stroke(client, tiny_clip, storage_dir):
     assert run["status"] == "done", run["error"]
     summary = client.get(f"/api/runs/{run['id']}/files/summary").get_json()
     assert [(s["object_id"], s["positive"]) for s in summary["strokes"]] == [(1, False)]
+    assert summary["object_start_frames"] == {"1": 0, "2": 3}
+    masks = Storage(storage_dir).result_dir(run["id"]) / "masks"
+    # Nothing of object 2 before the frame it was drawn on.
+    assert not any((read_mask(masks / f"{i:05d}.png") == 2).any() for i in range(3))
+    assert (read_mask(masks / "00003.png") == 2).any()
 
 
 @pytest.mark.parametrize(
@@ -98,6 +107,9 @@ def test_a_run_from_a_box_and_a_negative_stroke(client, tiny_clip, storage_dir):
         ('[{"points": [[1, 2, 3]]}]', "give it as [x, y]"),
         ('[{"object": 1, "points": [[500, 2]]}]', "goes outside the 96x64 frame"),
         ('[{"object": 1, "positive": false, "points": [[5, 5]]}]', "refines nothing"),
+        ('[{"object": 1, "points": []}]', "has no points"),
+        ('[{"object": 1, "points": [[5, 5]], "frame": 10}]', "past the video's end"),
+        ('[{"object": 1, "points": [[5, 5]], "frame": 2.5}]', "frame a frame number"),
     ],
 )
 def test_bad_strokes_are_refused(client, tiny_clip, storage_dir, strokes, message):

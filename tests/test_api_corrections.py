@@ -114,7 +114,7 @@ def test_bad_corrections_are_refused_and_change_nothing(client, tiny_clip, stora
         ({"frame": str(FRAME), "boxes": "[]", "objects": "[]"}, 400, "boxes must be a JSON list"),
         ({"frame": "10", "boxes": box, "objects": "[1]"}, 400, "the video has frames 0 to 9"),
         ({"frame": "x", "boxes": box, "objects": "[1]"}, 400, "Send 'frame'"),
-        ({"frame": str(FRAME), "boxes": box, "objects": "[7]"}, 400, "object 7: not in this run"),
+        ({"frame": str(FRAME), "boxes": box, "objects": "[0]"}, 400, "object 0: object ids go from 1 to"),
         ({"frame": str(FRAME), "boxes": box}, 400, "objects a list of as many ids"),
         ({"frame": str(FRAME), "boxes": "[[0, 0, 200, 40]]", "objects": "[1]"}, 400, "outside the 96x64 frame"),
         ({"frame": str(FRAME), "boxes": "[[10, 10, 10, 40]]", "objects": "[1]"}, 400, "has no area"),

@@ -99,7 +99,18 @@ def wait_for_done_run(dash_duo) -> str:
     return run_id
 
 
-def test_boxes_drawn_on_frame_0_become_masks_and_start_the_run(dash_duo, storage_dir, tiny_clip):
+def choose(dash_duo, radio_id, value) -> None:
+    click(dash_duo, f"label[for='_dbcprivate_radioitems_{radio_id}_input_{value}']")
+
+
+def changed(dash_duo, graph_id, before: str, what: str) -> str:
+    return wait_until(lambda: (now := image_source(dash_duo, graph_id)) != before and now, 20, what)
+
+
+def test_boxes_and_brush_strokes_on_two_frames_become_the_run(dash_duo, storage_dir, tiny_clip):
+    from selenium.webdriver.common.keys import Keys
+
+    later = 4  # object 2 is drawn here, as if it came into view at this frame
     open_upload_with_video(dash_duo, tiny_clip)
     dash_duo.find_element("#run-name").send_keys("drawn run")
     choose_fast_options(dash_duo)
@@ -108,44 +119,60 @@ def test_boxes_drawn_on_frame_0_become_masks_and_start_the_run(dash_duo, storage
     assert Storage(storage_dir).list_runs() == []
 
     plain = image_source(dash_duo, "new-graph")
-    drag_box(dash_duo, "new-graph", object_box(tiny_clip.mask, 1))
+    x0, y0, x1, y1 = object_box(tiny_clip.mask, 1)
+    drag_box(dash_duo, "new-graph", (x0, y0, x1, y1))
     dash_duo.wait_for_contains_text("#new-objects", "1 object drawn", timeout=20)
-    wait_until(lambda: image_source(dash_duo, "new-graph") != plain, 10, "the mask drawn on the frame")
-    one = image_source(dash_duo, "new-graph")
+    boxed = changed(dash_duo, "new-graph", plain, "the mask drawn on the frame")
 
-    click(dash_duo, "#new-add")  # object 2, in its own colour
-    drag_box(dash_duo, "new-graph", object_box(tiny_clip.mask, 2))
-    dash_duo.wait_for_contains_text("#new-objects", "2 objects drawn", timeout=20)
-    wait_until(lambda: image_source(dash_duo, "new-graph") not in (plain, one), 10, "object 2's mask")
-    screenshot(dash_duo.driver, "draw-boxes")
+    # Paint from inside object 1 to beyond its box: the mask grows there; an eraser stroke takes a part away.
+    choose(dash_duo, "new-tool", "paint")
+    cy = (y0 + y1) // 2
+    drag(dash_duo, "new-graph", [((x0 + x1) // 2, cy), (min(x1 + 8, 95), cy), (min(x1 + 8, 95), min(cy + 4, 63))])
+    painted = changed(dash_duo, "new-graph", boxed, "the painted stroke in the mask")
+    choose(dash_duo, "new-tool", "erase")
+    drag(dash_duo, "new-graph", [(x0 + 1, y1 - 1), ((x0 + x1) // 2, y1 - 1)])
+    changed(dash_duo, "new-graph", painted, "the erased part gone from the mask")
+    screenshot(dash_duo.driver, "draw-brush")
+    click(dash_duo, "#new-undo")  # undo takes the eraser stroke back, and what it erased
+    wait_until(lambda: image_source(dash_duo, "new-graph") == painted, 20, "the eraser stroke undone")
 
-    click(dash_duo, "#new-undo")  # undo takes object 2 back, and its mask
-    dash_duo.wait_for_contains_text("#new-objects", "1 object drawn", timeout=20)
-    wait_until(lambda: image_source(dash_duo, "new-graph") == one, 10, "object 2's mask gone")
-    drag_box(dash_duo, "new-graph", object_box(tiny_clip.mask, 2))
+    dash_duo.find_element("#new-frame [role=slider]").send_keys(*[Keys.ARROW_RIGHT] * later)
+    dash_duo.wait_for_text_to_equal("#new-frame-label", f"Frame {later}", timeout=20)
+    frame_later = changed(dash_duo, "new-graph", painted, f"frame {later} on the drawing")
+    click(dash_duo, "#new-add")  # object 2, in its own colour, on the later frame
+    choose(dash_duo, "new-tool", "box")
+    truth = tiny_clip.gt_dir / f"{later:05d}.png"
+    drag_box(dash_duo, "new-graph", object_box(truth, 2))
     dash_duo.wait_for_contains_text("#new-objects", "2 objects drawn", timeout=20)
+    dash_duo.wait_for_contains_text("#new-start-2", f"from frame {later}", timeout=10)
+    changed(dash_duo, "new-graph", frame_later, "object 2's mask")
 
     click(dash_duo, "#start-run")
     run_id = wait_for_done_run(dash_duo)
     storage = Storage(storage_dir)
     boxes = json.loads(storage.input_boxes_path(run_id).read_text())
-    assert [box["object_id"] for box in boxes] == [1, 2]
+    assert [(box["object_id"], box["frame"]) for box in boxes] == [(1, 0), (2, later)]
     for box in boxes:  # the drag, as frame pixels: around the object, within the margin and a pixel
-        x0, y0, x1, y1 = object_box(tiny_clip.mask, box["object_id"])
+        mask = tiny_clip.mask if box["frame"] == 0 else truth
+        x0, y0, x1, y1 = object_box(mask, box["object_id"])
         assert abs(box["x0"] - (x0 - 2)) <= 1 and abs(box["y1"] - (y1 + 2)) <= 1, box
+    strokes = json.loads(storage.input_strokes_path(run_id).read_text())
+    assert [(s["object_id"], s["positive"], s["frame"], s["radius"]) for s in strokes] == [(1, True, 0, 4)]
     assert storage.get_run(run_id).objects == [1, 2]
+    summary = json.loads((storage.result_dir(run_id) / "summary.json").read_text())
+    assert summary["object_start_frames"] == {"1": 0, "2": later}
+    masks = storage.result_dir(run_id) / "masks"
+    assert not any((read_mask(masks / f"{i:05d}.png") == 2).any() for i in range(later))  # nothing backward
     assert dash_duo.get_logs() in ([], None)
 
 
 def test_an_outline_becomes_frame_0_s_mask(dash_duo, storage_dir, tiny_clip):
     open_upload_with_video(dash_duo, tiny_clip)
     choose_fast_options(dash_duo)
-    area = dash_duo.find_element("#new-graph .nsewdrag")
-    dash_duo.driver.execute_script(
-        "arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", area
-    )
-    ActionChains(dash_duo.driver).move_to_element(area).perform()  # the mode bar shows on hover
-    dash_duo.find_element("#new-graph .modebar-btn[data-title='Draw closed freeform']").click()
+    choose(dash_duo, "new-tool", "outline")
+    wait_until(lambda: dash_duo.driver.execute_script(
+        "return document.querySelector('#new-graph .js-plotly-plot')._fullLayout.dragmode") == "drawclosedpath",
+        10, "the outline tool")  # fmt: skip
     x0, y0, x1, y1 = object_box(tiny_clip.mask, 1)
     drag(dash_duo, "new-graph", [(x0, y0), (x1, y0), (x1, y1), (x0, y1)])
     dash_duo.wait_for_contains_text("#new-objects", "1 object drawn", timeout=20)
@@ -158,12 +185,20 @@ def test_an_outline_becomes_frame_0_s_mask(dash_duo, storage_dir, tiny_clip):
     assert abs(painted[:, 1].min() - x0) <= 1 and abs(painted[:, 0].max() - y1) <= 1
 
 
-def test_a_frame_corrected_from_the_player_makes_a_new_version(dash_duo, storage_dir, tiny_clip):
+def test_a_frame_corrected_from_the_player_makes_a_new_version(dash_duo, storage_dir, tiny_clip, tmp_path):
+    from types import SimpleNamespace
+
     from dashboard_fixtures import post_run, wait_for_run
     from selenium.webdriver.common.keys import Keys
 
-    client = create_app().server.test_client()  # a finished run, as if from an earlier session
-    run_id = post_run(client, tiny_clip, name="to correct").get_json()["id"]
+    from segmentation.masks import write_mask
+
+    # A finished run of object 1 alone, as if from an earlier session: object 2 is added from the player.
+    first = read_mask(tiny_clip.mask)
+    write_mask(tmp_path / "one.png", np.where(first == 1, 1, 0).astype(np.uint8))
+    client = create_app().server.test_client()
+    one_object = SimpleNamespace(video=tiny_clip.video, mask=tmp_path / "one.png")
+    run_id = post_run(client, one_object, name="to correct").get_json()["id"]
     assert wait_for_run(client, run_id)["status"] == "done"
     dash_duo.start_server(create_app())
     dash_duo.driver.get(f"{dash_duo.server_url}/player?id={run_id}")
@@ -183,15 +218,28 @@ def test_a_frame_corrected_from_the_player_makes_a_new_version(dash_duo, storage
     ys, xs = np.nonzero(truth == 1)
     drag_box(dash_duo, "fix-graph", (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())), margin=1)
     dash_duo.wait_for_contains_text("#fix-objects", "1 object drawn", timeout=20)
-    wait_until(lambda: image_source(dash_duo, "fix-graph") != shown, 10, "the corrected mask on the frame")
+    boxed = changed(dash_duo, "fix-graph", shown, "the corrected mask on the frame")
+    click(dash_duo, "#fix-add")  # a new object, painted where it is on this frame
+    dash_duo.wait_for_contains_text("#fix-object", "object 2", timeout=10)
+    choose(dash_duo, "fix-tool", "paint")
+    ys, xs = np.nonzero(truth == 2)
+    cy = int(ys.mean())
+    drag(dash_duo, "fix-graph", [(int(xs.min()) + 2, cy), (int(xs.max()) - 2, cy)])
+    dash_duo.wait_for_contains_text("#fix-objects", "2 objects drawn", timeout=20)
+    changed(dash_duo, "fix-graph", boxed, "the new object's mask on the frame")
     screenshot(dash_duo.driver, "correct-frame")
     click(dash_duo, "#correct-submit")
 
     wait_for_done_run(dash_duo)
     storage = Storage(storage_dir)
     run = storage.get_run(run_id)
-    assert run.version == 2 and run.error is None
-    assert 6 in json.loads((storage.result_dir(run_id) / "summary.json").read_text())["mask_frames"]
+    assert run["version"] == 2 and run["error"] is None
+    assert run["objects"] == [1, 2]
+    summary = json.loads((storage.result_dir(run_id) / "summary.json").read_text())
+    assert 6 in summary["mask_frames"] and summary["object_start_frames"] == {"1": 0, "2": 6}
+    masks = storage.result_dir(run_id) / "masks"
+    assert (read_mask(masks / "00009.png") == 2).any()  # tracked from the correction on
+    assert not any((read_mask(masks / f"{i:05d}.png") == 2).any() for i in range(6))
 
     dash_duo.driver.get(f"{dash_duo.server_url}/player?id={run_id}")
     dash_duo.wait_for_contains_text("#version-picker", "2 (latest)", timeout=20)

@@ -108,9 +108,10 @@ def correction_card(run: Run) -> dbc.Card:
         dbc.CardBody(
             [
                 dbc.Button("Correct this frame", id="correct-open", color="primary", outline=True, className="mb-2"),
-                dbc.FormText(" Pause on a frame whose mask is wrong, press this and draw the object again: the "
-                             "run gets a new version, made in the background from this one.", className="ms-2"),
-                drawing.panel(FIX, "Correct the frame", add_objects=False),
+                dbc.FormText(" Pause on a frame whose mask is wrong, press this and draw the object again (or add "
+                             "one that comes into view there): the run gets a new version, made in the background "
+                             "from this one.", className="ms-2"),
+                drawing.panel(FIX, "Correct the frame"),
                 dbc.Button("Make the corrected version", id="correct-submit", color="primary", className="mt-2",
                            style={"display": "none"}),
                 html.Div(id="correct-result", className="mt-2"),
@@ -280,8 +281,8 @@ def register_callbacks(app) -> None:
         return message, (storage.find_run(run.id), pd.read_csv(storage.evaluation_path(run.id)))
 
 
-def _run_frame(source: dict):
-    """The frame to correct and the run's masks on it, for the drawing."""
+def _run_frame(source: dict, _index: int = 0):
+    """The frame to correct (the one the source names) and the run's masks on it, for the drawing."""
     from dashboard.runs import BadRequest
     from segmentation.masks import read_mask
 
@@ -334,14 +335,14 @@ def register_correction(app) -> None:
             if not source:
                 raise BadRequest("Press Correct this frame first.")
             run = storage.get_run(source["run_id"])
-            boxes, polygons, problems = drawing.prompts(drawn or [], run.width, run.height, source["frame"])
-            if problems:
-                raise BadRequest(" ".join(problems))
-            if not boxes and not polygons:
-                raise BadRequest("Nothing is drawn: drag a box around the object to correct.")
+            given = drawing.prompts(drawn or [], run.width, run.height, source["frame"])
+            if given.problems:
+                raise BadRequest(" ".join(given.problems))
+            if not (given.boxes or given.polygons or given.strokes):
+                raise BadRequest("Nothing is drawn: drag a box around the object to correct, or paint it.")
             version = start_correction(
-                storage, ctx().runner, run.id, source["frame"], polygons=polygons,
-                boxes=[[b.x0, b.y0, b.x1, b.y1] for b in boxes], objects=[b.object_id for b in boxes],
+                storage, ctx().runner, run.id, source["frame"], polygons=given.polygons, strokes=given.strokes,
+                boxes=[[b.x0, b.y0, b.x1, b.y1] for b in given.boxes], objects=[b.object_id for b in given.boxes],
             )  # fmt: skip
         except RunNotFound:
             return no_update, dbc.Alert("This run was deleted: nothing to correct.", color="warning", id="correct-error")

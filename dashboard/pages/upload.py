@@ -1,6 +1,7 @@
 """New run: name, video, first-frame mask, masks for later frames, options; frame 0 with the mask drawn on it,
-and where each object starts, before starting. Without a mask file, the objects are drawn on frame 0 instead
-(dashboard.drawing): boxes the model makes into masks, or outlines.
+and where each object starts, before starting. Without a mask file, the objects are drawn instead (dashboard.drawing):
+boxes and brush strokes the model makes into masks, or outlines, on frame 0 and, for an object that comes into view
+later, on the frame where it does.
 
 Files are sent by assets/upload.js in chunks to /api/uploads (not dcc.Upload, whose base64 payload breaks
 on large videos); the page only receives the upload tokens.
@@ -153,7 +154,7 @@ def layout(**_query):
         [
             html.H2("New run"),
             dbc.Row([dbc.Col(inputs, lg=4), dbc.Col(options, lg=3), dbc.Col(check, lg=5)], className="g-3"),
-            dbc.Card(dbc.CardBody(drawing.panel(DRAW, "Draw the objects on frame 0")), className="mt-3"),
+            dbc.Card(dbc.CardBody(drawing.panel(DRAW, "Draw the objects", frames=True)), className="mt-3"),
             dcc.Location(id="upload-redirect", refresh="callback-nav"),
         ]
     )
@@ -199,7 +200,7 @@ def register_callbacks(app) -> None:
         if not video:
             return no_update, True
         if not (mask or masks):
-            hint = "Draw a box around each object on frame 0 below, or pick a mask file."
+            hint = "Draw each object below (on frame 0, or where it comes into view), or pick a mask file."
             return html.P(hint, className="text-muted", id="draw-hint"), False
         storage = ctx().storage
         from segmentation.errors import SegmentationError
@@ -293,37 +294,69 @@ def register_callbacks(app) -> None:
 
     @app.callback(
         Output(f"{DRAW}-source", "data"),
+        Output(f"{DRAW}-frame", "max"),
+        Output(f"{DRAW}-frame", "marks"),
+        Output(f"{DRAW}-frame", "value"),
         Input("video-upload", "data"),
         prevent_initial_call=True,
     )
     def show_frame(video):
-        return {"token": video["token"]} if video else None
+        from dashboard.pages.player import slider_marks
+
+        if not video:
+            return None, 0, None, 0
+        count = _frame_count(video)
+        return {"token": video["token"]}, max(count - 1, 0), slider_marks(count), 0
 
 
-def _upload_frame(source: dict):
-    """Frame 0 of the uploaded video, for the drawing."""
+def _frame_count(video: dict) -> int:
+    """The uploaded video's frames, for the drawing's slider (1 when it cannot be read: the check says why)."""
+    from segmentation.errors import SegmentationError
+    from segmentation.video import probe
+
+    try:
+        return max(int(probe(ctx().storage.upload_path(video.get("token"))).frame_count or 1), 1)
+    except (SegmentationError, RunNotFound, OSError):
+        return 1
+
+
+def _upload_frame(source: dict, index: int = 0):
+    """Frame `index` of the uploaded video, for the drawing."""
     storage = ctx().storage
     try:
         path = storage.upload_path(source.get("token"))
     except RunNotFound:
         raise BadRequest("The upload expired; pick the video again.") from None
-    return drawing.read_frame(path, 0), None, ("upload", source["token"])
+    return drawing.read_frame(path, index), None, ("upload", source["token"], index)
 
 
 def _drawn_objects(storage, video: dict, drawn: list | None, staging) -> dict:
-    """start_run's arguments for what was drawn on frame 0: boxes for the model, or, with outlines among them,
-    frame 0's mask as shown (the boxes' masks with the outlines painted in), written into `staging`."""
+    """start_run's arguments for what was drawn: boxes and strokes for the model, or, with outlines among them,
+    each drawn frame's mask as shown (the model's masks with the outlines painted in), written into `staging`."""
     from segmentation.masks import write_mask
 
-    frame, _base, key = _upload_frame(video)
-    height, width = frame.shape[:2]
-    boxes, polygons, problems = drawing.prompts(drawn or [], width, height)
+    drawn = drawn or []
+    frames = drawing.frames_of(drawn)
+    if not frames:
+        raise BadRequest("Nothing is drawn: draw each object on the frame (box, outline or paint), or pick a mask file.")
+    if frames[0] != 0:
+        raise BadRequest(f"Nothing is drawn on frame 0: the run starts there. Draw what is in view on frame 0 "
+                         f"(the drawing starts at frame {frames[0]}).")  # fmt: skip
+    per_frame = {}
+    for index in frames:
+        frame, _base, key = _upload_frame(video, index)
+        height, width = frame.shape[:2]
+        per_frame[index] = (frame, key, drawing.prompts(drawn, width, height, index))
+    problems = [problem for *_, given in per_frame.values() for problem in given.problems]
     if problems:
         raise BadRequest(" ".join(problems))
-    if not boxes and not polygons:
-        raise BadRequest("Nothing is drawn: drag a box around each object on frame 0, or pick a mask file.")
-    if not polygons:
-        return {"boxes": boxes}
-    path = staging / "00000.png"
-    write_mask(path, drawing.labels_of(frame, boxes, polygons, frame_key=key))
-    return {"mask": path, "mask_name": "the drawing"}
+    if not any(given.polygons for *_, given in per_frame.values()):
+        boxes = [box for *_, given in per_frame.values() for box in given.boxes]
+        strokes = [s for *_, given in per_frame.values() for s in given.strokes]
+        return {"boxes": boxes, "strokes": drawing.for_the_model(boxes, strokes)}
+    for index, (frame, key, given) in per_frame.items():
+        labels = drawing.labels_of(frame, given.boxes, given.polygons, frame_key=key, strokes=given.strokes)
+        write_mask(staging / f"{index:05d}.png", labels)
+    if frames == [0]:
+        return {"mask": staging / "00000.png", "mask_name": "the drawing"}
+    return {"mask": staging, "mask_name": "the drawing"}
