@@ -120,7 +120,7 @@ def register_callbacks(app) -> None:
             }
             for index, (run, df) in enumerate(pairs)
         }
-        first = shown[runs[0]["id"]]
+        first = shown[runs[0].id]
         return (
             figures.trajectory_3d(pairs, height=640), figures.projections(pairs, height=560), first["url"],
             first["meta"], first["frames"], max(first["meta"]["frame_count"] - 1, 0), first["marks"], shown,
