@@ -103,6 +103,31 @@ def deform_mask(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
+def prompt_prior(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """What a person's prompt on this very frame gives the decoder instead of a previous mask: mostly the object's
+    box, drawn loosely (each side off by up to a tenth of the box, more often outside than in), else a few thick
+    strokes across the object, as a brush or positive clicks leave them (segmentation.prompts)."""
+    h, w = mask.shape
+    ys, xs = np.nonzero(mask)
+    out = np.zeros_like(mask)
+    if not len(ys):
+        return out
+    x0, x1, y0, y1 = xs.min(), xs.max(), ys.min(), ys.max()
+    if rng.random() < 0.75:
+        bw, bh = x1 - x0 + 1, y1 - y0 + 1
+        dx0, dx1, dy0, dy1 = rng.uniform(-0.03, 0.1, 4) * (bw, bw, bh, bh)
+        x0, x1 = int(np.clip(x0 - dx0, 0, w - 1)), int(np.clip(x1 + dx1, 0, w - 1))
+        y0, y1 = int(np.clip(y0 - dy0, 0, h - 1)), int(np.clip(y1 + dy1, 0, h - 1))
+        out[y0 : y1 + 1, x0 : x1 + 1] = 1
+        return out
+    radius = max(2, int(np.sqrt(len(ys)) / 12))
+    for _ in range(int(rng.integers(1, 4))):
+        picks = rng.integers(len(ys), size=int(rng.integers(2, 5)))  # a stroke through a few points of the object
+        points = np.stack([xs[picks], ys[picks]], 1).astype(np.int32)
+        cv2.polylines(out, [points], False, 1, thickness=2 * radius + 1)
+    return out & mask.astype(out.dtype)
+
+
 class JointSamples:
     """Draws (previous frames, frame, previous mask, mask) crops for the joint stage, one object at a time."""
 
@@ -113,12 +138,14 @@ class JointSamples:
         seed: int = 0,
         distractors: float = 0.0,
         new_backgrounds: float = 0.0,
+        prompts: float = 0.0,
     ):
         self.sequences = sequences
         self.crop_w, self.crop_h = crop
         self.rng = np.random.default_rng(seed)
         self.distractors = distractors  # share of samples with another sequence's object pasted in
         self.new_backgrounds = new_backgrounds  # share of samples whose target moves onto another background
+        self.prompts = prompts  # share of samples whose prior is a box or strokes on a still frame (prompt_prior)
         self._backgrounds: dict[tuple[int, int], np.ndarray] = {}  # (sequence, frame) -> objects painted out
 
     def _background(self, seq: int, t: int) -> np.ndarray:
@@ -219,7 +246,12 @@ class JointSamples:
         if self.rng.random() < self.new_backgrounds:
             frames, masks = self._new_background(frames, masks)
         mask = masks[-1]
-        previous_mask = deform_mask(masks[-2], self.rng)
+        if self.rng.random() < self.prompts:
+            # As mask_from_boxes runs the model: the frame stands still behind itself, the prior is the prompt.
+            frames = np.repeat(frames[-1:], len(frames), 0)
+            previous_mask = prompt_prior(mask, self.rng)
+        else:
+            previous_mask = deform_mask(masks[-2], self.rng)
 
         # One random zoom for the whole clip, then a crop.
         h, w = mask.shape

@@ -45,6 +45,7 @@ class TrainConfig:
     synthetic: int = 0
     distractors: float = 0.0  # share of joint samples with another sequence's object pasted in (data.py)
     new_backgrounds: float = 0.0  # share of joint samples with the target moved onto another clip (data.py)
+    prompts: float = 0.0  # share of joint samples whose prior is a box or strokes on a still frame (data.py)
     init: str = ""  # start from these weights (a trained model carried on with new data or settings)
 
 
@@ -190,6 +191,7 @@ class Trainer:
             self.config.seed + self.iteration,
             self.config.distractors,
             self.config.new_backgrounds,
+            self.config.prompts,
         )
         self.model.train()
         for stage, total, step in (

@@ -113,3 +113,31 @@ def test_new_backgrounds_keep_the_target_and_paint_the_other_objects_out(tmp_pat
         # Far from the target, the background is the other scene with its grey object painted out.
         far = cv2.dilate(out_masks[0], np.ones((5, 5), np.uint8)) == 0
         assert (np.abs(out_frames[0][far] - 128).max(1) > 1).mean() > 0.9
+
+
+def test_prompt_priors_are_boxes_around_the_object_or_strokes_inside_it(tmp_path):
+    import numpy as np
+
+    from segmentation.data import JointSamples, Sequence, prompt_prior
+
+    mask = np.zeros((64, 96), np.uint8)
+    mask[20:44, 30:66] = 1
+    mask[30:34, 40:50] = 0  # a hole: a box covers it, a stroke never paints outside the object
+    rng = np.random.default_rng(0)
+    boxes = strokes = 0
+    for _ in range(40):
+        prior = prompt_prior(mask, rng)
+        ys, xs = np.nonzero(prior)
+        if prior[mask == 0].any():  # a box: a filled rectangle about the object's
+            boxes += 1
+            assert prior[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].all()
+            assert abs(ys.min() - 20) <= 3 and abs(xs.max() - 65) <= 4
+        else:
+            strokes += 1
+            assert 0 < prior.sum() < mask.sum()
+    assert boxes > strokes > 0
+    frames = np.random.default_rng(1).integers(0, 255, (5, 64, 96, 3)).astype(np.uint8)
+    samples = JointSamples([Sequence("s", frames, np.repeat(mask[None], 5, 0), tmp_path, tmp_path)], (96, 64),
+                           prompts=1.0)  # fmt: skip
+    sample = samples.sample()
+    assert (sample["frames"] == sample["frames"][-1:]).all()  # still frames behind a prompt, as the product runs
