@@ -58,7 +58,7 @@ def _scores(run: Run, scores) -> tuple[list, dict, dict]:
     if scores is None:
         return ([html.P("Add ground-truth masks to score this run (J: region overlap, F: boundary accuracy).",
                         className="text-muted")], {}, {"display": "none"})  # fmt: skip
-    summary = [dbc.Row([dbc.Col(html.Div([html.Div(ui.fmt_score(run[key]), className="score-value"),
+    summary = [dbc.Row([dbc.Col(html.Div([html.Div(ui.fmt_score(getattr(run, key)), className="score-value"),
                                           html.Div(label, className="score-label")]), width=4)
                         for key, label in (("j", "J (mean)"), ("f", "F (mean)"), ("jf", "J&F"))], id="scores-overall")]  # fmt: skip
     return summary, figures.per_frame_scores(scores, ("J", "F"), "Per-frame scores"), {}
