@@ -179,6 +179,7 @@ def test_clicking_a_trajectory_point_seeks_the_player_and_moves_the_slider(dash_
     # The trajectory page: a real mouse click on a point of the 2D projections seeks its small player.
     dash_duo.driver.get(f"{dash_duo.server_url}/trajectory?ids={run_id}")
     wait_until(lambda: _video_ready(dash_duo, "tp-player"), 30, "the small player to load")
+    dash_duo.wait_for_contains_text("#tp-label", "Frame 0 / 9", timeout=10)  # drawn with the page, no callback
     points = dash_duo.driver.find_elements(By.CSS_SELECTOR, "#tp-2d .scatterlayer .trace .points path")
     assert len(points) >= 10
     from selenium.webdriver.common.action_chains import ActionChains
