@@ -101,7 +101,8 @@
 
   // While a video plays, its slider follows it frame by frame from requestAnimationFrame (dash-player reports
   // its time only every intervalCurrentTime ms, and each report is a callback). syncPlayer links a player to
-  // its slider and the run's time base: player id -> {slider, meta, frame (the last one set)}.
+  // its slider and the run's time base: player id -> {slider, meta, value (the slider's, as last seen or set),
+  // frame (the last one set)}.
   const links = {};
   const playing = {};  // slider id -> true while its video plays
 
@@ -115,8 +116,9 @@
 
   function setSlider(link, video) {
     const frame = frameOfTime(video.currentTime, link.meta);
-    if (frame === links[link.player].frame) { return; }
-    links[link.player].frame = frame;
+    // Not again, nor where the slider is (a seek the slider asked for ends on its own frame).
+    if (frame === link.frame || frame === link.value) { return; }
+    links[link.player].frame = links[link.player].value = frame;
     rememberMove(link.slider, frame);
     window.dash_clientside.set_props(link.slider, { value: frame });
   }
@@ -272,6 +274,7 @@
         const link = links[playerId] || (links[playerId] = {});
         link.slider = outputOfCallback("value");
         link.meta = meta;
+        link.value = sliderValue;
         if (prop === "clickData") {
           const frame = frameOfPoint(fired.value);
           const run = runOfPoint(fired.value);
