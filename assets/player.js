@@ -76,12 +76,15 @@
   // played on, so seeking to the slider's frame would pull it back. Those moves are remembered (the last few:
   // during playback the next frame may be set before the callback of the one before has run), to be told
   // from the user's.
+  // A move's callback comes within moments, or never (Dash may skip a value overtaken by the next one): a
+  // remembered move is forgotten after ECHO_MS, lest a later move by hand to that frame be taken for it.
   const movedByTime = {};
   const ECHOES = 8;
+  const ECHO_MS = 1000;
 
   function rememberMove(sliderId, frame) {
     const moves = movedByTime[sliderId] || (movedByTime[sliderId] = []);
-    moves.push(frame);
+    moves.push({ frame: frame, at: performance.now() });
     if (moves.length > ECHOES) { moves.shift(); }
   }
 
@@ -93,10 +96,10 @@
 
   function movedByHand(sliderValue) {
     const moves = movedByTime[outputOfCallback("value")] || [];
-    const i = moves.indexOf(sliderValue);
-    if (i < 0) { return true; }
-    moves.splice(0, i + 1);
-    return false;
+    const now = performance.now();
+    const i = moves.findIndex(function (m) { return m.frame === sliderValue && now - m.at < ECHO_MS; });
+    moves.splice(0, i < 0 ? moves.length : i + 1);
+    return i < 0;
   }
 
   // While a video plays, its slider follows it frame by frame from requestAnimationFrame (dash-player reports
