@@ -73,21 +73,101 @@
   }
 
   // A slider moved by the player's time calls back like a slider moved by hand; by then the player has
-  // played on, so seeking to the slider's frame would pull it back. Those moves are remembered, to be told
+  // played on, so seeking to the slider's frame would pull it back. Those moves are remembered (the last few:
+  // during playback the next frame may be set before the callback of the one before has run), to be told
   // from the user's.
+  // A move's callback comes within moments, or never (Dash may skip a value overtaken by the next one): a
+  // remembered move is forgotten after ECHO_MS, lest a later move by hand to that frame be taken for it.
   const movedByTime = {};
+  const ECHOES = 8;
+  const ECHO_MS = 1000;
+
+  function rememberMove(sliderId, frame) {
+    const moves = movedByTime[sliderId] || (movedByTime[sliderId] = []);
+    moves.push({ frame: frame, at: performance.now() });
+    if (moves.length > ECHOES) { moves.shift(); }
+  }
 
   function followTime(frame, sliderValue) {
     if (frame === sliderValue) { return noUpdate(); }
-    movedByTime[outputOfCallback("value")] = frame;
+    rememberMove(outputOfCallback("value"), frame);
     return frame;
   }
 
   function movedByHand(sliderValue) {
-    const id = outputOfCallback("value");
-    const echo = movedByTime[id] === sliderValue;
-    delete movedByTime[id];
-    return !echo;
+    const moves = movedByTime[outputOfCallback("value")] || [];
+    const now = performance.now();
+    const i = moves.findIndex(function (m) { return m.frame === sliderValue && now - m.at < ECHO_MS; });
+    moves.splice(0, i < 0 ? moves.length : i + 1);
+    return i < 0;
+  }
+
+  // While a video plays, its slider follows it frame by frame from requestAnimationFrame (dash-player reports
+  // its time only every intervalCurrentTime ms, and each report is a callback). syncPlayer links a player to
+  // its slider and the run's time base: player id -> {slider, meta, value (the slider's, as last seen or set),
+  // frame (the last one set)}.
+  const links = {};
+  const playing = {};  // slider id -> true while its video plays
+
+  function linkOf(video) {
+    const id = Object.keys(links).find(function (p) {
+      const box = document.getElementById(p);
+      return box && box.contains(video);
+    });
+    return id ? Object.assign({ player: id }, links[id]) : null;
+  }
+
+  function setSlider(link, video) {
+    const frame = frameOfTime(video.currentTime, link.meta);
+    // Not again, nor where the slider is (a seek the slider asked for ends on its own frame).
+    if (frame === link.frame || frame === link.value) { return; }
+    links[link.player].frame = links[link.player].value = frame;
+    rememberMove(link.slider, frame);
+    window.dash_clientside.set_props(link.slider, { value: frame });
+  }
+
+  function followPlayback(video) {
+    if (video.dataset.following) { return; }
+    video.dataset.following = "1";
+    const step = function () {
+      const link = linkOf(video);
+      const going = !video.paused && !video.ended;
+      if (link && !seekPending(link.player)) {
+        if (going) { playing[link.slider] = true; } else { delete playing[link.slider]; }
+        setSlider(link, video);
+        if (!going) { flushHighlight(link.slider); }
+      }
+      if (going) { requestAnimationFrame(step); } else { delete video.dataset.following; }
+    };
+    requestAnimationFrame(step);
+  }
+
+  ["play", "seeked", "pause"].forEach(function (type) {
+    document.addEventListener(type, function (event) {
+      if (event.target instanceof HTMLVideoElement) { followPlayback(event.target); }
+    }, true);
+  });
+
+  // Redrawing the 3D scene is the costly part of showing a frame (without a GPU it takes longer than a frame
+  // lasts): while a video plays, the panel and label follow it and the highlight waits for the pause.
+  const pendingHighlight = {};  // slider id -> [graph id, figure, frame, table, run id]
+
+  function flushHighlight(sliderId) {
+    const args = pendingHighlight[sliderId];
+    if (!args) { return; }
+    delete pendingHighlight[sliderId];
+    window.dash_clientside.set_props(args[0], { figure: highlight(args[1], args[2], args[3], args[4]) });
+  }
+
+  // The highlighted figure for this frame, or noUpdate while the slider's video plays.
+  function highlightNow(figure, frame, table, runId) {
+    const sliderId = ((window.dash_clientside.callback_context.inputs_list || [])[0] || {}).id;
+    if (!playing[sliderId]) {
+      delete pendingHighlight[sliderId];
+      return highlight(figure, frame, table, runId);
+    }
+    pendingHighlight[sliderId] = [outputOfCallback("figure"), figure, frame, table, runId];
+    return noUpdate();
   }
 
   function fmt(value, digits) {
@@ -194,6 +274,10 @@
         if (!meta || !fired) { return [noUpdate(), noUpdate()]; }
         const prop = fired.prop_id.split(".").pop();
         const playerId = outputOfCallback("seekTo");
+        const link = links[playerId] || (links[playerId] = {});
+        link.slider = outputOfCallback("value");
+        link.meta = meta;
+        link.value = sliderValue;
         if (prop === "clickData") {
           const frame = frameOfPoint(fired.value);
           const run = runOfPoint(fired.value);
@@ -208,7 +292,8 @@
           const seek = movedByHand(sliderValue) && now !== sliderValue;
           return [seek ? seekValue(sliderValue, meta, duration) : noUpdate(), noUpdate()];
         }
-        if (currentTime === null || currentTime === undefined) { return [noUpdate(), noUpdate()]; }
+        // While playing, followPlayback moves the slider; dash-player's time is a report behind it.
+        if (currentTime === null || currentTime === undefined || playing[link.slider]) { return [noUpdate(), noUpdate()]; }
         return [noUpdate(), followTime(frameOfTime(currentTime, meta), sliderValue)];
       },
 
@@ -232,7 +317,7 @@
       showFrame: function (frame, figure, table, meta) {
         if (!meta || frame === null || frame === undefined) { return [noUpdate(), noUpdate(), noUpdate()]; }
         const label = "Frame " + frame + " / " + (meta.frame_count - 1) + " · " + (frame / meta.fps).toFixed(2) + " s";
-        return [highlight(figure, frame, table, meta.run_id), panel(frame, table, meta.colours || {}), label];
+        return [highlightNow(figure, frame, table, meta.run_id), panel(frame, table, meta.colours || {}), label];
       },
 
       // Run page: a word when the server has not answered the last few polls (it went away, or the network

@@ -40,13 +40,19 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+# The live "latest masked frame" and the finished run's thumbnail, which replaces it on the run page: one size,
+# so a run's picture does not turn blurrier when it is done.
+PREVIEW_WIDTH = 960
+
+
 def save_jpeg(image, path: Path, max_width: int | None = None) -> None:
     """Write atomically, so a page polling the file never reads half an image."""
     from PIL import Image
 
     picture = Image.fromarray(image)
     if max_width and picture.width > max_width:
-        picture = picture.resize((max_width, round(picture.height * max_width / picture.width)))
+        size = (max_width, round(picture.height * max_width / picture.width))
+        picture = picture.resize(size, Image.Resampling.LANCZOS)
     tmp = path.with_suffix(".tmp.jpg")
     picture.save(tmp, quality=85)
     os.replace(tmp, path)
@@ -92,7 +98,7 @@ class _Reporter:
         if progress.preview is not None and now - self.last_preview > 0.8:
             self.last_preview = now
             try:
-                save_jpeg(progress.preview, self.storage.preview_path(self.run_id), max_width=960)
+                save_jpeg(progress.preview, self.storage.preview_path(self.run_id), max_width=PREVIEW_WIDTH)
             except OSError:  # a preview is only a convenience: a full disk fails the run where it matters
                 log.warning("run %s: no preview", self.run_id, exc_info=True)
         if progress.stage == self.last_stage and now - self.last_write < 0.5:
@@ -119,14 +125,14 @@ class _Reporter:
 
 
 def write_thumbnail(storage: Storage, run_id: str) -> None:
-    """A frame from the middle of the overlay video, small, for the gallery cards."""
+    """A frame from the middle of the overlay video, for the gallery cards and the finished run's page."""
     from segmentation.video import iter_frames, probe
 
     overlay = storage.result_dir(run_id) / "overlay.mp4"
     middle = probe(overlay).frame_count // 2
     for index, frame in enumerate(iter_frames(overlay)):
         if index >= middle:
-            save_jpeg(frame, storage.thumbnail_path(run_id), max_width=320)
+            save_jpeg(frame, storage.thumbnail_path(run_id), max_width=PREVIEW_WIDTH)
             return
 
 

@@ -106,6 +106,35 @@ def _click_3d_point(dash_duo, graph_id, curve, frame):
     assert found, f"no point at frame {frame} in {graph_id}"
 
 
+def _play_and_sample(dash_duo, player_id, slider_id, seconds):
+    """Plays the player's video (muted, looped) for `seconds`, reading the video's time each time the slider's
+    value changes; then pauses. ([(time s, slider value)], the page's server callbacks before and after)."""
+    return dash_duo.driver.execute_async_script(
+        """
+        const [playerId, sliderId, seconds, done] = arguments;
+        const video = document.querySelector('#' + playerId + ' video');
+        const handle = document.querySelector('#' + sliderId + ' [role=slider]');
+        const calls = () => performance.getEntriesByType('resource')
+            .filter((e) => e.name.includes('_dash-update-component')).length;
+        const before = calls(), samples = [];
+        const moves = new MutationObserver(() => {
+            if (!video.paused) { samples.push([video.currentTime, Number(handle.getAttribute('aria-valuenow'))]); }
+        });
+        moves.observe(handle, {attributes: true, attributeFilter: ['aria-valuenow']});
+        video.muted = true;
+        video.loop = true;
+        video.play().then(() => setTimeout(() => {
+            video.pause();
+            moves.disconnect();
+            setTimeout(() => done([samples, before, calls()]), 300);
+        }, 1000 * seconds), (error) => done([[], before, String(error)]));
+        """,
+        player_id,
+        slider_id,
+        seconds,
+    )
+
+
 def test_clicking_a_trajectory_point_seeks_the_player_and_moves_the_slider(dash_duo, storage_dir, tiny_clip):
     (run_id,) = _done_runs(storage_dir, tiny_clip, ["click run"])
     dash_duo.start_server(create_app())
@@ -133,9 +162,24 @@ def test_clicking_a_trajectory_point_seeks_the_player_and_moves_the_slider(dash_
     )
     screenshot(dash_duo.driver, "player-after-click")
 
+    # Playing (looped, the clip is short): the slider follows the video frame by frame, all in the browser. Each
+    # time the slider moves, it shows the frame the video is on (or the one before: frames turn meanwhile).
+    frames, callbacks_before, callbacks_after = _play_and_sample(dash_duo, "player", "frame-slider", seconds=2)
+    # Frames behind (the video's frame less the slider's, across the loop's end).
+    lags = sorted(abs((min(int(t * fps + 1e-3), 9) - value + 5) % 10 - 5) for t, value in frames)
+    assert len(frames) >= 5, frames  # it moves along while the video plays
+    assert lags[len(lags) // 2] <= 2, frames
+    assert callbacks_after == callbacks_before  # no server callback per frame
+    # Paused: the slider is on the video's frame, and the 3D highlight (held back while playing) catches up.
+    paused_at = int(_video_time(dash_duo, "player") * fps + 1e-3)
+    wait_until(lambda: _slider_value(dash_duo, "frame-slider") == paused_at, 5, f"the slider at {paused_at}")
+    highlighted = "const gd = document.querySelector('#traj-3d .js-plotly-plot'); return gd.data[gd.data.length - 1].z;"
+    wait_until(lambda: dash_duo.driver.execute_script(highlighted)[:1] == [paused_at], 5, "the highlight there")
+
     # The trajectory page: a real mouse click on a point of the 2D projections seeks its small player.
     dash_duo.driver.get(f"{dash_duo.server_url}/trajectory?ids={run_id}")
     wait_until(lambda: _video_ready(dash_duo, "tp-player"), 30, "the small player to load")
+    dash_duo.wait_for_contains_text("#tp-label", "Frame 0 / 9", timeout=10)  # drawn with the page, no callback
     points = dash_duo.driver.find_elements(By.CSS_SELECTOR, "#tp-2d .scatterlayer .trace .points path")
     assert len(points) >= 10
     from selenium.webdriver.common.action_chains import ActionChains

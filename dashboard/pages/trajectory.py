@@ -25,11 +25,15 @@ def layout(ids=None, **_query):
     options = [
         {"label": f"{run.name} ({ui.fmt_date(run.created_at)})", "value": run.id} for run in done
     ]
+    # The chosen runs are drawn into the layout itself (show_runs is for later picks): no second round trip
+    # before the figures and the video can load.
+    fig_3d, fig_2d, url, meta, frames, last, marks, shown, title = runs_view(chosen)
+    last, marks = (1, None) if last is no_update else (last, marks)  # the runs went meanwhile
     return html.Div(
         [
-            dcc.Store(id="tp-meta"),
-            dcc.Store(id="tp-frames"),
-            dcc.Store(id="tp-runs-data"),
+            dcc.Store(id="tp-meta", data=meta),
+            dcc.Store(id="tp-frames", data=frames),
+            dcc.Store(id="tp-runs-data", data=shown),
             dbc.Row(
                 [
                     dbc.Col(html.H2("Trajectories"), md=4),
@@ -48,15 +52,17 @@ def layout(ids=None, **_query):
             ),
             dbc.Row(
                 [
-                    dbc.Col(dbc.Card(dbc.CardBody(dcc.Graph(id="tp-3d", style={"height": "640px"}))), lg=7),
+                    dbc.Col(dbc.Card(dbc.CardBody(dcc.Graph(id="tp-3d", figure=fig_3d, style={"height": "640px"}))),
+                            lg=7),  # fmt: skip
                     dbc.Col(
                         [
                             dbc.Card(
                                 dbc.CardBody(
                                     [
-                                        html.Div(id="tp-run-name", className="fw-semibold mb-1"),
+                                        html.Div(title, id="tp-run-name", className="fw-semibold mb-1"),
                                         dash_player.DashPlayer(
                                             id="tp-player",
+                                            url=url,
                                             controls=True,
                                             width="100%",
                                             height="auto",
@@ -64,8 +70,9 @@ def layout(ids=None, **_query):
                                         ),
                                         html.Div(id="tp-label", className="frame-label mt-1"),
                                         dcc.Slider(
-                                            id="tp-slider", min=0, max=1, step=1, value=0, updatemode="drag"
-                                        ),
+                                            id="tp-slider", min=0, max=last, marks=marks, step=1, value=0,
+                                            updatemode="drag",
+                                        ),  # fmt: skip
                                         html.Div(id="tp-panel", className="frame-panel small"),
                                     ]
                                 )
@@ -76,7 +83,7 @@ def layout(ids=None, **_query):
                 ],
                 className="g-3",
             ),
-            dbc.Card(dbc.CardBody(dcc.Graph(id="tp-2d")), className="mt-3"),
+            dbc.Card(dbc.CardBody(dcc.Graph(id="tp-2d", figure=fig_2d)), className="mt-3"),
         ]
     )
 
@@ -84,6 +91,34 @@ def layout(ids=None, **_query):
 def _run_title(label: str, colour: str | None) -> list:
     """The small player's heading: which run it shows (with that run's colour when several are drawn)."""
     return [html.Span(className="swatch", style={"background": colour}), label] if colour else [label]
+
+
+def runs_view(run_ids) -> tuple:
+    """The figures, small player and stores for these runs (the outputs of show_runs, in its order)."""
+    storage = ctx().storage
+    runs = [run for run in (storage.find_run(i) for i in run_ids or []) if run and run.status == "done"]
+    if not runs:
+        return {}, {}, None, None, None, no_update, no_update, None, None
+    pairs = [(run, trajectory(run)) for run in runs]
+    colours, labels = figures.run_colours(pairs), figures.run_labels(runs)
+    several = len(runs) > 1
+    # Everything the small player needs to show any of these runs, so a click switches it in the browser.
+    shown = {
+        run.id: {
+            "meta": player_meta(run, colours[index], labels[index]),
+            "frames": frame_table(df),
+            "url": f"/api/runs/{run.id}/files/overlay",
+            "marks": slider_marks(run.frame_count or 1),
+            "title": _run_title(labels[index], figures.run_colour(index) if several else None),
+        }
+        for index, (run, df) in enumerate(pairs)
+    }
+    first = shown[runs[0].id]
+    return (
+        figures.trajectory_3d(pairs, height=640), figures.projections(pairs, height=560), first["url"],
+        first["meta"], first["frames"], max(first["meta"]["frame_count"] - 1, 0), first["marks"], shown,
+        first["title"],
+    )  # fmt: skip
 
 
 def register_callbacks(app) -> None:
@@ -98,34 +133,10 @@ def register_callbacks(app) -> None:
         Output("tp-runs-data", "data"),
         Output("tp-run-name", "children"),
         Input("tp-runs", "value"),
+        prevent_initial_call=True,  # the layout has the first pick's
     )
     def show_runs(run_ids):
-        storage = ctx().storage
-        runs = [
-            run for run in (storage.find_run(i) for i in run_ids or []) if run and run.status == "done"
-        ]
-        if not runs:
-            return {}, {}, None, None, None, no_update, no_update, None, None
-        pairs = [(run, trajectory(run)) for run in runs]
-        colours, labels = figures.run_colours(pairs), figures.run_labels(runs)
-        several = len(runs) > 1
-        # Everything the small player needs to show any of these runs, so a click switches it in the browser.
-        shown = {
-            run.id: {
-                "meta": player_meta(run, colours[index], labels[index]),
-                "frames": frame_table(df),
-                "url": f"/api/runs/{run.id}/files/overlay",
-                "marks": slider_marks(run.frame_count or 1),
-                "title": _run_title(labels[index], figures.run_colour(index) if several else None),
-            }
-            for index, (run, df) in enumerate(pairs)
-        }
-        first = shown[runs[0].id]
-        return (
-            figures.trajectory_3d(pairs, height=640), figures.projections(pairs, height=560), first["url"],
-            first["meta"], first["frames"], max(first["meta"]["frame_count"] - 1, 0), first["marks"], shown,
-            first["title"],
-        )  # fmt: skip
+        return runs_view(run_ids)
 
     app.clientside_callback(
         ClientsideFunction("stcnn", "pickRun"),
@@ -163,5 +174,5 @@ def register_callbacks(app) -> None:
         Input("tp-frames", "data"),  # another run shown at the same frame number
         State("tp-3d", "figure"),
         State("tp-meta", "data"),
-        prevent_initial_call=True,
+        prevent_initial_call="initial_duplicate",  # the first run's frame 0 as the page opens
     )
