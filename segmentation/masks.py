@@ -363,7 +363,9 @@ def write_mask(path, labels: np.ndarray) -> None:
     img.putpalette(PALETTE)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path, format="PNG")
+    # Level 1: masks are mostly flat runs, which any level packs well, and the default level's extra effort is
+    # paid on every frame of a long 1080p video.
+    img.save(path, format="PNG", compress_level=1)
 
 
 def read_mask(path) -> np.ndarray:
