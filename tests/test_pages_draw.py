@@ -233,8 +233,8 @@ def test_a_frame_corrected_from_the_player_makes_a_new_version(dash_duo, storage
     wait_for_done_run(dash_duo)
     storage = Storage(storage_dir)
     run = storage.get_run(run_id)
-    assert run["version"] == 2 and run["error"] is None
-    assert run["objects"] == [1, 2]
+    assert run.version == 2 and run.error is None
+    assert run.objects == [1, 2]
     summary = json.loads((storage.result_dir(run_id) / "summary.json").read_text())
     assert 6 in summary["mask_frames"] and summary["object_start_frames"] == {"1": 0, "2": 6}
     masks = storage.result_dir(run_id) / "masks"

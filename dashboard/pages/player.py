@@ -313,7 +313,7 @@ def register_correction(app) -> None:
     )
     def open_correction(_clicks, frame, meta):
         run = ctx().storage.find_run((meta or {}).get("run_id"))
-        ids = (run or {}).get("objects") or [1]
+        ids = (run.objects if run else None) or [1]
         source = {"run_id": meta["run_id"], "frame": int(frame or 0)}
         return source, drawing.object_options(ids), ids[0], f"Correct frame {int(frame or 0)}", {}
 
