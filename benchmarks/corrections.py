@@ -38,7 +38,7 @@ def boxes_of(labels: np.ndarray) -> list[Box]:
     return boxes
 
 
-def rounds(seq: Path, start: str, n_rounds: int, options: SegmentOptions, work: Path) -> list[dict]:
+def rounds(seq: Path, start: str, n_rounds: int, options: SegmentOptions, work: Path, full: bool = False) -> list[dict]:
     truth = sorted((seq / "masks").glob("*.png"))
     annotations = work / "masks"
     shutil.rmtree(annotations, ignore_errors=True)
@@ -51,7 +51,7 @@ def rounds(seq: Path, start: str, n_rounds: int, options: SegmentOptions, work: 
         out = work / f"round{n}"
         started = time.perf_counter()
         masks = annotations if any(annotations.iterdir()) else None
-        previous = work / f"round{n - 1}" if n else None
+        previous = work / f"round{n - 1}" if n and not full else None
         summary = segment(seq / "frames", masks, out, options, boxes=boxes, previous=previous)
         seconds = time.perf_counter() - started
         scores = evaluate_sequence(seq / "masks", out / "masks")
@@ -63,8 +63,8 @@ def rounds(seq: Path, start: str, n_rounds: int, options: SegmentOptions, work: 
         worst = int(jf.drop(index=[f for f in given if f in jf.index]).idxmin())
         shutil.copy(truth[worst], annotations / f"{worst:05d}.png")  # the true mask there, as a user would draw
         given.add(worst)
-        if previous is not None:
-            shutil.rmtree(previous, ignore_errors=True)
+        if n:
+            shutil.rmtree(work / f"round{n - 1}", ignore_errors=True)
     return rows
 
 
@@ -75,13 +75,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--preset", default="fast", choices=["fast", "balanced", "quality"])
     parser.add_argument("--starts", nargs="*", default=["mask", "boxes"], choices=["mask", "boxes"])
+    parser.add_argument("--full", action="store_true",
+                        help="each round a whole new run on every annotation so far (no --previous): the reference")  # fmt: skip
     args = parser.parse_args()
     options = SegmentOptions(preset=args.preset, online_seconds=600)  # the preset's iterations, not its seconds
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.sequences:
             for start in args.starts:
-                rows += rounds(Path(args.data) / name, start, args.rounds, options, Path(tmp) / name / start)
+                rows += rounds(Path(args.data) / name, start, args.rounds, options, Path(tmp) / name / start, args.full)
                 print(pd.DataFrame(rows[-args.rounds - 1 :]).round(1).to_string(index=False), flush=True)
     table = pd.DataFrame(rows)
     print("\nmean over sequences (J&F; seconds per run, same machine, one after the other)")

@@ -113,16 +113,23 @@ def run_benchmark(
     table.insert(4, "JF", (table["J"] + table["F"]) / 2)
     if baseline:
         table["flow_JF"] = (table["flow_J"] + table["flow_F"]) / 2
+        # Speed as a ratio to the baseline measured beside it: this machine's speed swings from one run to the next.
+        table["fps_x_flow"] = table["prop_fps"] / (table["frames"] / table["flow_s"])
     mean = table.mean(numeric_only=True)
     mean["frames"] = table["frames"].sum()
     mean["prop_fps"] = table["frames"].sum() / (table["frames"] / table["prop_fps"]).sum()
+    if baseline:
+        mean["fps_x_flow"] = mean["prop_fps"] / (table["frames"].sum() / table["flow_s"].sum())
     table = pd.concat([table, pd.DataFrame([{"sequence": "MEAN", **mean}])], ignore_index=True)
     shown = table.copy()
     for column in [
-        c for c in shown.columns if c in ("J", "F", "JF") or c.startswith("flow_") and c != "flow_s"
+        c for c in shown.columns if c in ("J", "F", "JF") or c in ("flow_J", "flow_F", "flow_JF")
     ]:
         shown[column] = 100 * shown[column]
-    print(shown.round(1).to_string(index=False))
+    rounded = shown.round(1)
+    if baseline:
+        rounded["fps_x_flow"] = shown["fps_x_flow"].round(2)
+    print(rounded.to_string(index=False))
     seconds = options.online_seconds
     online = "off" if seconds == 0 else f"{seconds:g} s" if seconds else f"preset {options.preset}"
     off = f"; switched off: {', '.join(options.ablate)}" if options.ablate else ""
