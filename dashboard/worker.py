@@ -22,8 +22,10 @@ app = celery_app  # `celery -A dashboard.worker` finds `app` or `celery_app`
 
 
 @celery_app.task(name="stcnn.run_job")
-def run_job_task(run_id: str, storage_root: str | None = None) -> str:
-    storage = Storage(storage_root or settings.storage)
+def run_job_task(run_id: str, *_older) -> str:
+    # This machine's own storage root and run index, whoever sent the id (an older web process also sent its
+    # own storage path: ignored, as this machine may mount the files elsewhere).
+    storage = Storage(settings.storage)
     return run_job(run_id, storage, worker=f"celery:{socket.gethostname()}:{os.getpid()}")
 
 
