@@ -167,7 +167,6 @@ def _sqlite(url: sa.URL) -> Engine:
     @sa.event.listens_for(engine, "connect")
     def _connect(dbapi_connection, _record):
         dbapi_connection.execute("PRAGMA busy_timeout=30000")
-        dbapi_connection.execute("PRAGMA journal_mode=WAL")  # the web app reads while a worker writes
 
     @sa.event.listens_for(engine, "begin")
     def _begin(conn):
@@ -202,6 +201,12 @@ class RunIndex:
         # The SQLite file, for what only a file has (the tests look at its journal mode); None on a server.
         self.db_path = Path(self.url.database) if self.url.get_backend_name() == "sqlite" else None
         try:
+            if self.db_path:  # kept by the file, set outside any transaction: the web app reads while a worker writes
+                raw = self.engine.raw_connection()
+                try:
+                    raw.driver_connection.execute("PRAGMA journal_mode=WAL")
+                finally:
+                    raw.close()
             with self.transaction() as conn:
                 _one_at_a_time(conn)  # several processes starting at once make the table once
                 runs.metadata.create_all(conn)
