@@ -71,3 +71,14 @@ def check_bind(host: str, settings: Settings) -> None:
             f"Set {TOKEN_ENV} to a long random secret (e.g. `export {TOKEN_ENV}=$(python -c "
             "'import secrets; print(secrets.token_urlsafe(32))')`), or bind to 127.0.0.1."
         )
+
+
+def check_index(settings: Settings) -> None:
+    """Refuse to start without a run index: a bad DATABASE_URL or a server out of reach is one line, not a
+    traceback from the first request."""
+    from dashboard.storage import Storage
+
+    try:
+        Storage(settings.storage)
+    except (ValueError, RuntimeError) as exc:
+        raise SystemExit(str(exc)) from None

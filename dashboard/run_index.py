@@ -156,7 +156,10 @@ def _engine(url: sa.URL) -> Engine:
 
 
 def _postgres(url: sa.URL) -> Engine:
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=16)
+    try:
+        return sa.create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=16)
+    except ImportError:
+        raise ValueError("DATABASE_URL names PostgreSQL: install its driver (pip install -e '.[postgres]')") from None
 
 
 def _sqlite(url: sa.URL) -> Engine:
@@ -213,7 +216,7 @@ class RunIndex:
                 _add_missing_columns(conn)
         except sa.exc.OperationalError as exc:
             where = self.url.render_as_string(hide_password=True)
-            raise RuntimeError(f"The run index at {where} cannot be opened: {str(exc.orig).strip()}") from None
+            raise RuntimeError(f"The run index at {where} cannot be opened: {str(exc.orig).strip().splitlines()[0]}") from None
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:

@@ -10,13 +10,14 @@ import os
 import socket
 
 from dashboard.celery_app import make_celery
-from dashboard.config import load_settings
+from dashboard.config import check_index, load_settings
 from dashboard.jobs import run_job
 from dashboard.storage import Storage
 
 settings = load_settings()
 if not settings.redis_url:
     raise SystemExit("REDIS_URL is not set: the Celery worker needs Redis (e.g. redis://localhost:6379/0)")
+check_index(settings)
 celery_app = make_celery(settings.redis_url)
 app = celery_app  # `celery -A dashboard.worker` finds `app` or `celery_app`
 

@@ -239,8 +239,14 @@ def test_nothing_absolute_is_kept_in_the_index(storage, tmp_path):
     assert other.get_run(run_id).name == "run"
 
 
-def test_a_bad_database_url_is_one_clear_line(tmp_path):
+def test_a_bad_database_url_is_one_clear_line(tmp_path, monkeypatch):
+    from dashboard.config import check_index, load_settings
+
     with pytest.raises(ValueError, match="not a database URL"):
         Storage(tmp_path / "s", database="not a url")
     with pytest.raises(ValueError, match="SQLite or PostgreSQL"):
         Storage(tmp_path / "s", database="mysql://localhost/x")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://stcnn:secret@127.0.0.1:1/stcnn")  # nothing listens there
+    with pytest.raises(SystemExit, match="cannot be opened: connection failed") as refused:
+        check_index(load_settings(tmp_path / "s"))  # what the web server and the worker do before they start
+    assert "secret" not in str(refused.value) and "\n" not in str(refused.value)
