@@ -163,8 +163,8 @@ def _postgres(url: sa.URL) -> Engine:
 
 
 def _sqlite(url: sa.URL) -> Engine:
-    # A fresh connection per use, as today's file is shared with other processes; pysqlite's own transaction
-    # handling is off, so that BEGIN is ours.
+    # A fresh connection per use (other processes share the file, and none stays open across a fork);
+    # pysqlite's own transaction handling is off, so that BEGIN is ours.
     engine = sa.create_engine(url, poolclass=sa.NullPool, connect_args={"timeout": 30, "isolation_level": None})
 
     @sa.event.listens_for(engine, "connect")
@@ -189,8 +189,8 @@ os.register_at_fork(after_in_child=_forget_parent_connections)
 
 
 def _one_at_a_time(conn: Connection) -> None:
-    """Inside a write transaction: no other such transaction runs until it ends. SQLite's BEGIN IMMEDIATE
-    already locks the whole file; PostgreSQL locks rows, so a lock held until the transaction ends."""
+    """Inside a write transaction: no other one that calls this runs until it ends. SQLite's BEGIN IMMEDIATE
+    already locks the whole file; PostgreSQL locks only rows, so there an advisory lock, released at COMMIT."""
     if conn.dialect.name == "postgresql":
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_LOCK_KEY)))
 
@@ -204,7 +204,7 @@ class RunIndex:
         # The SQLite file, for what only a file has (the tests look at its journal mode); None on a server.
         self.db_path = Path(self.url.database) if self.url.get_backend_name() == "sqlite" else None
         try:
-            if self.db_path:  # kept by the file, set outside any transaction: the web app reads while a worker writes
+            if self.db_path:  # the file keeps it; set outside a transaction. The web app reads while a worker writes.
                 raw = self.engine.raw_connection()
                 try:
                     raw.driver_connection.execute("PRAGMA journal_mode=WAL")
@@ -215,8 +215,8 @@ class RunIndex:
                 runs.metadata.create_all(conn)
                 _add_missing_columns(conn)
         except sa.exc.OperationalError as exc:
-            where = self.url.render_as_string(hide_password=True)
-            raise RuntimeError(f"The run index at {where} cannot be opened: {str(exc.orig).strip().splitlines()[0]}") from None
+            where, why = self.url.render_as_string(hide_password=True), str(exc.orig).strip().splitlines()[0]
+            raise RuntimeError(f"The run index at {where} cannot be opened: {why}") from None
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
