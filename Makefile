@@ -17,10 +17,13 @@ $(VENV)/.test: pyproject.toml
 run: $(VENV)/.app
 	$(VENV)/bin/stcnn-dashboard
 
-# Chromium and its driver for the browser tests, Redis for the Celery path (Debian packages).
+# Chromium and its driver for the browser tests, Redis for the Celery path, PostgreSQL for the run index on a
+# server (Debian packages; the tests start their own servers).
 system-packages:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v redis-server >/dev/null || \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver redis-server)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v redis-server >/dev/null \
+	  && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver redis-server \
+	  postgresql)
 
 test: $(VENV)/.test system-packages
 	$(VENV)/bin/ruff check segmentation dashboard tests benchmarks

@@ -1,11 +1,12 @@
 """gunicorn reads this file from the working directory: refuse to bind beyond loopback without a token
-(the same rule as `stcnn-dashboard --host`)."""
+(the same rule as `stcnn-dashboard --host`), or to start without a run index."""
 
 
 def on_starting(server):
-    from dashboard.config import check_bind, load_settings
+    from dashboard.config import check_bind, check_index, load_settings
 
     settings = load_settings()
+    check_index(settings)
     for address in server.cfg.bind:
         if address.startswith(("unix:", "fd://")):
             continue

@@ -81,10 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["STCNN_STORAGE"] = args.storage
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from dashboard.config import check_bind, load_settings
+    from dashboard.config import check_bind, check_index, load_settings
 
     settings = load_settings()
     check_bind(args.host, settings)  # before anything starts: a clear message, then exit
+    check_index(settings)
     seed_demo = False if args.no_demo else None
     banner = _banner(args.host, args.port, settings)
     if args.debug:

@@ -61,7 +61,7 @@ class LocalRunner:
 
     def _loop(self) -> None:
         self.requeue_orphans()
-        while self.storage.db_path.exists():
+        while self.storage.runs_root.exists():  # until a test's storage folder is removed
             try:
                 self._reap()
                 fail_stale(self.storage, self.stale_after_s, alive=local_process_alive)
@@ -140,7 +140,7 @@ class CeleryRunner:
         return self
 
     def _watch(self) -> None:
-        while self.storage.db_path.exists():
+        while self.storage.runs_root.exists():  # until a test's storage folder is removed
             try:
                 fail_stale(self.storage, self.stale_after_s)
             except Exception:
@@ -148,7 +148,8 @@ class CeleryRunner:
             time.sleep(self.poll_s)
 
     def submit(self, run_id: str) -> None:
-        self.celery.send_task("stcnn.run_job", args=[run_id, str(self.storage.root)])
+        # The run id alone: the worker finds the run's files under its own STCNN_STORAGE.
+        self.celery.send_task("stcnn.run_job", args=[run_id])
 
 
 def make_runner(storage: Storage, settings: Settings):

@@ -2,19 +2,25 @@
 (dashboard.run_files) and the uploads being received (dashboard.uploads), and the few steps that change
 rows and files together.
 
-    <root>/index.sqlite   the runs index (WAL, so the web app reads while a worker writes)
+    <root>/index.sqlite   the runs index (WAL, so the web app reads while a worker writes), unless DATABASE_URL
+                          names a server database that web and workers on several machines share
     <root>/runs/<id>/     one folder per run
     <root>/uploads/       files being received
+
+Each process opens the folder at its own root (STCNN_STORAGE: the same files may be mounted at different paths
+on different machines) and finds a run's files from the run id alone: no path is kept in the index.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 import uuid
 from pathlib import Path
 
+from dashboard.config import database_url
 from dashboard.run_files import RunFiles
 from dashboard.run_index import FINISHED, STATUSES, Run, RunIndex, RunNotFound, is_run_id
 from dashboard.uploads import Uploads
@@ -25,10 +31,11 @@ __all__ = ["FINISHED", "STATUSES", "VIDEO_EXTS", "Run", "RunNotFound", "Storage"
 
 
 class Storage(RunIndex, RunFiles, Uploads):
-    def __init__(self, root: str | Path):
-        root = Path(root).resolve()
+    def __init__(self, root: str | Path, database: str | None = None):
+        """database: the run index's URL; by default DATABASE_URL, else index.sqlite in the folder."""
+        root = Path(os.path.abspath(root))  # as this machine mounts it: a symlinked mount point is kept
         root.mkdir(parents=True, exist_ok=True)
-        RunIndex.__init__(self, root / "index.sqlite")
+        RunIndex.__init__(self, database or database_url() or f"sqlite:///{root / 'index.sqlite'}")
         RunFiles.__init__(self, root)
         Uploads.__init__(self, root)
 

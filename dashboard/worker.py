@@ -10,20 +10,23 @@ import os
 import socket
 
 from dashboard.celery_app import make_celery
-from dashboard.config import load_settings
+from dashboard.config import check_index, load_settings
 from dashboard.jobs import run_job
 from dashboard.storage import Storage
 
 settings = load_settings()
 if not settings.redis_url:
     raise SystemExit("REDIS_URL is not set: the Celery worker needs Redis (e.g. redis://localhost:6379/0)")
+check_index(settings)
 celery_app = make_celery(settings.redis_url)
 app = celery_app  # `celery -A dashboard.worker` finds `app` or `celery_app`
 
 
 @celery_app.task(name="stcnn.run_job")
-def run_job_task(run_id: str, storage_root: str | None = None) -> str:
-    storage = Storage(storage_root or settings.storage)
+def run_job_task(run_id: str, *_older) -> str:
+    # This machine's own storage root and run index, whoever sent the id (an older web process also sent its
+    # own storage path: ignored, as this machine may mount the files elsewhere).
+    storage = Storage(settings.storage)
     return run_job(run_id, storage, worker=f"celery:{socket.gethostname()}:{os.getpid()}")
 
 

@@ -1,4 +1,5 @@
-"""The runs index and the storage folder: ids, statuses, claims, cancel, rerun, delete, uploads."""
+"""The runs index and the storage folder: ids, statuses, claims, cancel, rerun, delete, uploads. Every test
+runs twice: on the embedded SQLite index and on a real PostgreSQL server (DATABASE_URL)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,24 @@ import threading
 import zipfile
 
 import pytest
+import sqlalchemy as sa
 from PIL import Image
+from postgres_fixtures import *  # noqa: F403 - the fixtures: postgres_server, postgres_url
 
 from dashboard.storage import RunNotFound, Storage, is_run_id
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request, monkeypatch) -> str:
+    """The index's URL: a SQLite file in the storage folder, or a fresh PostgreSQL database."""
+    if request.param == "postgres":
+        return request.getfixturevalue("postgres_url")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    return f"sqlite:///{request.getfixturevalue('tmp_path') / 'storage' / 'index.sqlite'}"
+
+
 @pytest.fixture
-def storage(tmp_path):
+def storage(tmp_path, database):
     return Storage(tmp_path / "storage")
 
 
@@ -171,27 +183,70 @@ def test_ground_truth_zip_is_unpacked_flat_and_safely(storage, tmp_path):
     assert not (storage.root.parent / "evil.png").exists()
 
 
-def test_an_index_left_by_an_older_version_is_migrated_and_read_as_run_records(tmp_path):
-    import sqlite3
+def test_claim_next_keeps_the_parallel_limit_under_racing_claimers(storage, tmp_path):
+    for i in range(6):
+        _new_run(storage, tmp_path, f"run{i}")
+    barrier = threading.Barrier(6)
+    claimed: list[str | None] = []
 
-    from dashboard.run_index import _SCHEMA, Run
+    def claimer(n):
+        barrier.wait()  # all at once: each must count the runs the others started
+        claimed.append(storage.claim_next(f"w{n}", max_running=2))
 
-    root = tmp_path / "old"
+    threads = [threading.Thread(target=claimer, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len([run_id for run_id in claimed if run_id]) == 2
+    assert len(storage.list_runs(statuses=("running",))) == 2
+
+
+def test_an_index_left_by_an_older_version_is_migrated_and_read_as_run_records(tmp_path, database):
+    from dashboard.run_index import Run
+
+    root = tmp_path / "storage"
     root.mkdir()
-    conn = sqlite3.connect(root / "index.sqlite")
-    old_schema = _SCHEMA.replace(",\n    version INTEGER NOT NULL DEFAULT 1", "").replace("    heartbeat_at REAL,\n", "")
-    assert "heartbeat_at" not in old_schema and "version" not in old_schema
-    conn.executescript(old_schema)
-    conn.execute("INSERT INTO runs (id, name, status, created_at, updated_at) VALUES (?, 'old', 'done', 1, 1)",
-                 ("a" * 32,))  # fmt: skip
-    conn.commit()
-    conn.close()
+    old = sa.create_engine(database.replace("postgresql://", "postgresql+psycopg://"))
+    with old.begin() as conn:  # the columns of the first index there ever was, less those added since
+        conn.execute(sa.text("CREATE TABLE runs (id TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL,"
+                             " options TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL)"))
+        conn.execute(sa.text("INSERT INTO runs VALUES (:id, 'old', 'done', NULL, 1, 1)"), {"id": "a" * 32})
     storage = Storage(root)
     run = storage.get_run("a" * 32)
-    assert isinstance(run, Run) and (run.status, run.version, run.heartbeat_at, run.objects) == ("done", 1, None, [])
-    conn = sqlite3.connect(root / "index.sqlite")
-    columns = [row[1] for row in conn.execute("PRAGMA table_info(runs)")]
-    conn.close()
+    assert isinstance(run, Run)
+    assert (run.status, run.version, run.heartbeat_at, run.objects, run.cancel_requested) == ("done", 1, None, [], False)
+    storage.update_run(run.id, heartbeat_at=2.5, objects=[1, 2])
+    assert (storage.get_run(run.id).heartbeat_at, storage.get_run(run.id).objects) == (2.5, [1, 2])
+    with old.connect() as conn:
+        columns = [column["name"] for column in sa.inspect(conn).get_columns("runs")]
+    old.dispose()
     assert sorted(columns) == sorted(Run.__dataclass_fields__)  # the record and the table name the same columns
     with pytest.raises(ValueError, match="not updatable"):
         storage.update_run(run.id, created_at=5)
+
+
+def test_nothing_absolute_is_kept_in_the_index(storage, tmp_path):
+    """Another machine mounts the files elsewhere: a run's row names no path, its files come from its id."""
+    run_id = _new_run(storage, tmp_path)
+    storage.update_run(run_id, error="x", worker="celery:host:1")
+    row = storage.get_run(run_id).to_dict()
+    assert not [value for value in row.values() if isinstance(value, str) and "/" in value]
+    elsewhere = tmp_path / "mounted-elsewhere"
+    elsewhere.symlink_to(storage.root)
+    other = Storage(elsewhere)
+    assert other.root == elsewhere and other.input_video(run_id) == elsewhere / "runs" / run_id / "input" / "video.mov"
+    assert other.get_run(run_id).name == "run"
+
+
+def test_a_bad_database_url_is_one_clear_line(tmp_path, monkeypatch):
+    from dashboard.config import check_index, load_settings
+
+    with pytest.raises(ValueError, match="not a database URL"):
+        Storage(tmp_path / "s", database="not a url")
+    with pytest.raises(ValueError, match="SQLite or PostgreSQL"):
+        Storage(tmp_path / "s", database="mysql://localhost/x")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://stcnn:secret@127.0.0.1:1/stcnn")  # nothing listens there
+    with pytest.raises(SystemExit, match="cannot be opened: connection failed") as refused:
+        check_index(load_settings(tmp_path / "s"))  # what the web server and the worker do before they start
+    assert "secret" not in str(refused.value) and "\n" not in str(refused.value)
