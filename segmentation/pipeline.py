@@ -109,6 +109,10 @@ def _check_out_dir(out_dir, overwrite: bool, inputs: tuple) -> Path:
     return path
 
 
+# A correction's online training (with --previous) is this fraction of the preset's, on top of the previous decoder.
+CORRECTION_SHARE = 3
+
+
 def overlay_size(width: int, height: int) -> tuple[int, int]:
     """The overlay video's size: the video's own, or scaled down to OVERLAY_LONG_SIDE for 4K/8K."""
     scale = OVERLAY_LONG_SIDE / max(width, height)
@@ -242,8 +246,12 @@ def _segment_once(
         for frame in annotations.frames:
             save_annotation(tmp, frame, annotations.at(frame))
 
-        # A new version starts from the decoder as online training left it for the previous one.
-        budget = budget_for(options.preset, device, options.online_seconds) if previous is None else OnlineBudget(0, 0)
+        budget = budget_for(options.preset, device, options.online_seconds)
+        if previous is not None:
+            # A new version carries on from the decoder as online training left it for the previous one, on every
+            # annotated frame (the corrected ones too) for a share of the preset: a correction then also teaches
+            # the model what the object looks like there, for a fraction of a first run's cost.
+            budget = OnlineBudget(budget.seconds / CORRECTION_SHARE, budget.iterations // CORRECTION_SHARE)
         t = time.perf_counter()
         if fault_hook:
             fault_hook("online training")
@@ -261,7 +269,7 @@ def _segment_once(
         online = {**session.online_training, "objects": object_ids}
         online["annotated_frames"] = [frame for frame, _ in _example_frames(annotations)]
         if previous is not None:
-            online = {**previous.summary.get("online_training", {}), "reused_from_version": previous.version}
+            online["reused_from_version"] = previous.version
         save_decoder(tmp, model.decoder)
         timings["online_training"] = time.perf_counter() - t
 

@@ -210,15 +210,26 @@ def test_previous_recomputes_only_what_a_correction_reaches(tmp_path, monkeypatc
     ).read_text()
 
 
-def test_previous_keeps_the_earlier_decoder(tmp_path):
+def test_previous_carries_the_earlier_decoder_on_with_the_corrections(tmp_path):
+    import torch
+
     clip = make_clip(tmp_path / "clip", n_frames=8, size=(160, 96), n_objects=1, seed=1)
-    before = tmp_path / "before"
-    first = segment(clip.video, clip.mask, before, SegmentOptions(online_seconds=2))
+    before, fast = tmp_path / "before", SegmentOptions(preset="fast", online_seconds=600)  # its 60 iterations
+    first = segment(clip.video, clip.mask, before, fast)
     masks = _masks_folder(tmp_path / "m", clip, {0: 1, 6: 1})
-    again = segment(clip.video, masks, tmp_path / "again", SegmentOptions(online_seconds=2), previous=before)
-    assert again["online_training"]["reused_from_version"] == 1
-    assert again["online_training"]["iterations"] == first["online_training"]["iterations"]
-    assert again["timings_s"]["online_training"] < 1
+    again = segment(clip.video, masks, tmp_path / "again", fast, previous=before)
+    online = again["online_training"]
+    assert online["reused_from_version"] == 1 and online["annotated_frames"] == [0, 6]
+    assert first["online_training"]["iterations"] == 60 and online["iterations"] == 60 // 3  # a share, on top
+
+    def decoder(out):
+        return torch.load(out / "state" / "decoder.pt", weights_only=True)
+
+    # Without online training the new version's decoder is the earlier one, exactly; with it, it moved on.
+    kept = segment(clip.video, masks, tmp_path / "kept", STILL, previous=before)
+    assert kept["online_training"]["iterations"] == 0
+    assert all(torch.equal(a, b) for a, b in zip(decoder(before).values(), decoder(tmp_path / "kept").values()))
+    assert not all(torch.equal(a, b) for a, b in zip(decoder(before).values(), decoder(tmp_path / "again").values()))
 
 
 @pytest.mark.parametrize(
