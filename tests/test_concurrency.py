@@ -1,6 +1,7 @@
-"""Twenty runs submitted at once over HTTP, with the local default (diskcache, run processes, two at a time)
-and with two Celery workers on Redis: every run finishes, and each run's results belong to its own clip
-(size, frame count, objects, input hash), so nothing is crossed or lost. Tiny clips, no online training.
+"""Twenty runs submitted at once over HTTP with the local default (diskcache, run processes, two at a time):
+every run finishes, and each run's results belong to its own clip (size, frame count, objects, input hash), so
+nothing is crossed or lost. Tiny clips, no online training. Twenty at once on two Celery workers, with the index
+on PostgreSQL: tests/test_shared_index.py.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from pathlib import Path
 import pytest
 import requests
 from dashboard_fixtures import *  # noqa: F403 - the fixtures: weights, tiny_clip, storage_dir
-from dashboard_fixtures import wait_until
 from werkzeug.serving import make_server
 
 from dashboard.app import create_app
@@ -130,50 +130,6 @@ def test_twenty_runs_at_once_with_local_run_processes(storage_dir, clips, monkey
             assert sum(start <= t < end for start, end in spans) <= 2
     finally:
         server.shutdown()
-
-
-REDIS = __import__("shutil").which("redis-server")
-
-
-@pytest.mark.skipif(REDIS is None, reason="redis-server is not installed")
-def test_twenty_runs_at_once_with_two_celery_workers(storage_dir, clips, monkeypatch, tmp_path):
-    from test_celery import _free_port, _stop
-    from test_dashboard_faults import _celery_worker, _connects
-
-    port = _free_port()
-    redis = subprocess.Popen(
-        [REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    workers = []
-    server = None
-    try:
-        wait_until(lambda: _connects(port), 10, "redis up")
-        monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{port}/0")
-        workers = [_celery_worker(tmp_path / f"w{n}.log", f"w{n}") for n in range(2)]
-        app = create_app()
-        storage = app.server.extensions["stcnn"].storage
-        server, url = serve(app)
-        started = time.monotonic()
-        ids = submit_all(url, clips)
-        runs = wait_all(url, ids, timeout=300)
-        print(f"celery: {N_RUNS} runs in {time.monotonic() - started:.0f} s")
-        check_uncrossed(url, clips, ids, runs, storage)
-        pids = {storage.get_run(i).worker.split(":")[-1] for i in ids}
-        assert all(storage.get_run(i).worker.startswith("celery:") for i in ids)
-        print(f"worker processes used: {len(pids)}")
-    except AssertionError:
-        for n in range(2):
-            log = tmp_path / f"w{n}.log"
-            if log.exists():
-                print(log.read_text()[-3000:])
-        raise
-    finally:
-        if server:
-            server.shutdown()
-        for worker in workers:
-            _stop(worker)
-        _stop(redis)
 
 
 def test_index_writes_from_many_threads_and_processes_are_not_lost(storage_dir, tiny_clip):

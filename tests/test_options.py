@@ -128,7 +128,8 @@ def test_every_option_has_help_and_the_lists_agree_with_the_engine():
 
     for name, field in FIELDS.items():
         assert field.description and len(field.description) > 15, name
-    assert PRESETS == tuple(BUDGETS) and ABLATIONS == MODEL_ABLATIONS
+    # What the model's decode can switch off, and online training's gated loss (inference.online_gated).
+    assert PRESETS == tuple(BUDGETS) and ABLATIONS == (*MODEL_ABLATIONS, "online_gate")
     assert choices(FIELDS["preset"]) == PRESETS and choices(FIELDS["device"]) == DEVICES
     assert choices(FIELDS["ablate"]) == ABLATIONS and choices(FIELDS["fps"]) is None
 
