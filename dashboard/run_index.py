@@ -204,16 +204,23 @@ class RunIndex:
         # The SQLite file, for what only a file has (the tests look at its journal mode); None on a server.
         self.db_path = Path(self.url.database) if self.url.get_backend_name() == "sqlite" else None
         try:
+            # Every process opens the index (a background callback too, while a worker writes): an index that is
+            # already as it should be is only read, so opening it never waits for a writer's lock.
             if self.db_path:  # the file keeps it; set outside a transaction. The web app reads while a worker writes.
                 raw = self.engine.raw_connection()
                 try:
-                    raw.driver_connection.execute("PRAGMA journal_mode=WAL")
+                    mode = raw.driver_connection.execute("PRAGMA journal_mode").fetchone()[0]
+                    if mode != "wal":
+                        raw.driver_connection.execute("PRAGMA journal_mode=WAL")
                 finally:
                     raw.close()
-            with self.transaction() as conn:
-                _one_at_a_time(conn)  # several processes starting at once make the table once
-                runs.metadata.create_all(conn)
-                _add_missing_columns(conn)
+            with self.engine.connect() as conn:
+                ready = _up_to_date(conn)
+            if not ready:
+                with self.transaction() as conn:
+                    _one_at_a_time(conn)  # several processes starting at once make the table once
+                    runs.metadata.create_all(conn)
+                    _add_missing_columns(conn)
         except sa.exc.OperationalError as exc:
             where, why = self.url.render_as_string(hide_password=True), str(exc.orig).strip().splitlines()[0]
             raise RuntimeError(f"The run index at {where} cannot be opened: {why}") from None
@@ -371,6 +378,14 @@ class RunIndex:
         """Remove the run's row; of several deletes at once, only one finds it."""
         with self.transaction() as conn:
             return conn.execute(runs.delete().where(runs.c.id == run_id)).rowcount == 1
+
+
+def _up_to_date(conn: Connection) -> bool:
+    """Whether the table exists with every Run field as a column (read only)."""
+    inspector = sa.inspect(conn)
+    if not inspector.has_table("runs"):
+        return False
+    return {column.name for column in runs.columns} <= {column["name"] for column in inspector.get_columns("runs")}
 
 
 def _add_missing_columns(conn: Connection) -> None:
