@@ -1,11 +1,14 @@
-"""Propagation speed on the CPU as the product ships it (the pipeline's default options: gate on), with the
-allocator setting and channels_last switched off one at a time, beside a learning-free baseline in the same run.
+"""Propagation speed on the CPU as the product ships it (the pipeline's default options: gate on), on each runtime
+for the frozen part of the model (segmentation/frozen.py), and with the allocator setting and channels_last
+switched off one at a time, beside a learning-free baseline in the same run.
 
 Every configuration segments the same synthetic 854x480 clip (one object) through the real `Segmenter`, each in
 its own process (glibc's allocator settings are per process). In each process, blocks of frames take turns with a
 learning-free baseline that warps the mask along OpenCV's DIS optical flow: machines here run up to 2x faster or
 slower from one day (or minute) to the next, so compare the `x flow` column (frames/s over the baseline's,
-measured alongside), not frames/s across runs.
+measured alongside), not frames/s across runs. `% matmul` is the model's FLOPs per frame (counted by torch's
+FlopCounterMode over one eager step) times frames/s, over the rate of a large fp32 matmul measured in the same
+process: how much of what the CPU can do each path uses.
 
 Usage: python benchmarks/cpu_speed.py [--frames 40] [--size 256]
 """
@@ -22,11 +25,14 @@ from pathlib import Path
 
 import pandas as pd
 
-CONFIGS = [
-    ("default allocator", False, False),
-    ("default allocator + channels_last", False, True),
-    ("tuned allocator", True, False),
-    ("tuned allocator + channels_last (shipped)", True, True),
+from segmentation.frozen import TorchEncoder
+
+CONFIGS = [  # name, tuned allocator, channels_last, runtime
+    ("PyTorch, default allocator", False, False, "torch"),
+    ("PyTorch, default allocator + channels_last", False, True, "torch"),
+    ("PyTorch, tuned allocator", True, False, "torch"),
+    ("PyTorch, tuned allocator + channels_last (--runtime torch)", True, True, "torch"),
+    ("OpenVINO, tuned allocator (shipped: auto)", True, False, "openvino"),
 ]
 WIDTH, HEIGHT = 854, 480
 
@@ -41,7 +47,7 @@ def clip_frames(folder: Path):
     return list(iter_frames(clip.video)), read_first_mask(clip.mask)
 
 
-def _model(tuned: bool, channels_last: bool, short_side: int, video, mask):
+def _model(tuned: bool, channels_last: bool, runtime: str, short_side: int, video, mask):
     import torch
 
     if tuned:
@@ -57,8 +63,11 @@ def _model(tuned: bool, channels_last: bool, short_side: int, video, mask):
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     segmenter = Segmenter(
-        model, torch.device("cpu"), model_size(WIDTH, HEIGHT, short_side), gate=shipped.gate, match=shipped.match
+        model, torch.device("cpu"), model_size(WIDTH, HEIGHT, short_side), gate=shipped.gate, match=shipped.match,
+        runtime=runtime,
     )
+    if segmenter.encode.runtime != runtime:
+        raise SystemExit(f"{runtime} is not usable here")
     segmenter.channels_last = channels_last
     segmenter.step(video[0], mask)
     for i in range(1, 4):  # warm-up
@@ -84,14 +93,42 @@ def _flow(video, mask):
     return step
 
 
-def measure(tuned: bool, channels_last: bool, frames: int, short_side: int, blocks: int = 5) -> dict:
+def step_flops(segmenter, frame) -> float:
+    """FLOPs of one eager step (the exported graphs compute the same convolutions)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    encode, segmenter.encode = segmenter.encode, TorchEncoder(segmenter.model)
+    try:
+        with FlopCounterMode(display=False) as counter:
+            segmenter.step(frame)
+    finally:
+        segmenter.encode = encode
+    return counter.get_total_flops()
+
+
+def matmul_rate(n: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of an n x n fp32 matmul, the best of a few: the CPU's practical peak for dense work."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - started)
+    return 2 * n**3 / best
+
+
+def measure(tuned: bool, channels_last: bool, runtime: str, frames: int, short_side: int, blocks: int = 5) -> dict:
     """Blocks of the model and of the flow baseline, taking turns in this process, so a slow spell of the machine
     falls on both; the medians of each."""
     import numpy as np
 
     with tempfile.TemporaryDirectory() as tmp:
         video, mask = clip_frames(Path(tmp))
-    segmenter = _model(tuned, channels_last, short_side, video, mask)
+    segmenter = _model(tuned, channels_last, runtime, short_side, video, mask)
+    flops = step_flops(segmenter, video[4])
     flow = _flow(video, mask)
     per_block = max(1, frames // blocks)
     model_fps, flow_fps = [], []
@@ -101,7 +138,9 @@ def measure(tuned: bool, channels_last: bool, frames: int, short_side: int, bloc
             for i in range(per_block):
                 step(video[4 + (block * per_block + i) % (len(video) - 4)])
             rates.append(per_block / (time.perf_counter() - started))
-    return {"fps": float(np.median(model_fps)), "flow_fps": float(np.median(flow_fps))}
+    fps = float(np.median(model_fps))
+    return {"fps": fps, "flow_fps": float(np.median(flow_fps)), "GFLOP/frame": flops / 1e9,
+            "% matmul": 100 * fps * flops / matmul_rate()}  # fmt: skip
 
 
 def main() -> None:
@@ -111,16 +150,19 @@ def main() -> None:
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        tuned, channels_last = json.loads(args.one)
-        print(json.dumps(measure(tuned, channels_last, args.frames, args.size)))
+        tuned, channels_last, runtime = json.loads(args.one)
+        print(json.dumps(measure(tuned, channels_last, runtime, args.frames, args.size)))
         return
     rows = []
-    for name, tuned, channels_last in CONFIGS:
+    for name, tuned, channels_last, runtime in CONFIGS:
         out = subprocess.run(
             [sys.executable, __file__, "--frames", str(args.frames), "--size", str(args.size),
-             "--one", json.dumps([tuned, channels_last])],
-            capture_output=True, text=True, check=True,
+             "--one", json.dumps([tuned, channels_last, runtime])],
+            capture_output=True, text=True,
         )  # fmt: skip
+        if out.returncode:  # a runtime that is not installed: say so, measure the rest
+            rows.append({"configuration": f"{name}: {out.stderr.strip().splitlines()[-1]}"})
+            continue
         rows.append({"configuration": name, **json.loads(out.stdout.strip().splitlines()[-1])})
     import torch
 

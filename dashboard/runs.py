@@ -20,9 +20,9 @@ from dashboard.storage import FINISHED, Run, Storage
 from segmentation.options import SegmentOptions  # no torch: the web process checks submissions with it
 
 # The options a run submitted over the web may set: not weights (a path on the server), overwrite (the job owns
-# its result folder) or ablate (for ablation studies).
+# its result folder), ablate (for ablation studies) or runtime (the server's own choice: the same masks either way).
 RUN_OPTIONS = tuple(
-    name for name in SegmentOptions.model_fields if name not in ("weights", "overwrite", "ablate")
+    name for name in SegmentOptions.model_fields if name not in ("weights", "overwrite", "ablate", "runtime")
 )
 
 # kind -> (file inside the run folder, mime type, download name suffix)

@@ -159,7 +159,7 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True)
 
     def model_options(p: argparse.ArgumentParser) -> None:
-        for name in ("device", "preset", "online_seconds"):
+        for name in ("device", "runtime", "preset", "online_seconds"):
             _add_option(p, name)
         _add_option(p, "short_side", "--size")
         _add_option(p, "weights")

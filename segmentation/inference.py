@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .frozen import encoder_for
 from .masks import MAX_OBJECTS, ids_in
 from .model import DELTA, STCNN, normalise
 
@@ -51,6 +52,11 @@ def gate_region(masks: torch.Tensor, short_side: int | None = None) -> torch.Ten
     """Where each object may be: its mask (N, 1, h, w) dilated by about 1/8 of the frame's short side (the masks'
     own unless given: online training passes the frame's for masks cropped from it)."""
     k = max(3, ((short_side or min(masks.shape[-2:])) // 8) | 1)
+    if masks.device.type == "cpu":  # OpenCV's dilation: the same max filter, many times faster than max_pool2d's
+        kernel = np.ones((k, k), np.uint8)
+        planes = masks.detach().reshape(-1, *masks.shape[-2:]).float().numpy()
+        near = np.stack([cv2.dilate(plane, kernel) for plane in planes]) if len(planes) else planes
+        return torch.from_numpy(near).reshape(masks.shape)
     # A square max filter as two 1-D passes: the same result, k times less work.
     near = F.max_pool2d(masks, (1, k), stride=1, padding=(0, k // 2))
     return F.max_pool2d(near, (k, 1), stride=1, padding=(k // 2, 0))
@@ -99,13 +105,15 @@ class Segmenter:
         size: tuple[int, int],
         gate: bool = False,
         match: bool = True,
+        runtime: str = "auto",
     ):
         self.model = model.eval()
         self.device = device
         self.size = size  # (w, h) at which the model runs
         self.gate = gate  # keep predictions near the previous mask (the original STCNN's prior)
         self.match = match  # with several objects, arbitrate between them by their reference features
-        self.channels_last = device.type == "cpu" or device.type == "cuda"
+        self.encode = encoder_for(model, device, size, runtime)  # the frozen per-frame work (frozen.py)
+        self.channels_last = self.encode.runtime == "torch"  # an exported graph takes plain NCHW
         self.state = InferenceState()
 
     def reset(self) -> None:
@@ -144,7 +152,7 @@ class Segmenter:
         """A segmenter with no frame history that knows this one's first n_objects objects (in order) and their
         matching references from annotated frames up to `frame`: the start of a reverse pass from a correction
         there (which so depends on nothing given later)."""
-        other = Segmenter(self.model, self.device, self.size, self.gate, self.match)
+        other = Segmenter(self.model, self.device, self.size, self.gate, self.match, self.encode.runtime)
         other.state.object_ids = self.state.object_ids[:n_objects]
         other.state.frame_index = frame - 1
         if self.state.reference_objects is not None:
@@ -225,7 +233,7 @@ class Segmenter:
         if self.channels_last:
             xc = xc.contiguous(memory_format=torch.channels_last)
             prev = prev.contiguous(memory_format=torch.channels_last)
-        features, temporal, _ = self.model.encode(xc, prev)
+        features, temporal = self.encode(xc, prev)
         logits = self.model.decode(features, temporal, state.masks)[-1]
         probs = torch.sigmoid(F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False))[
             :, 0
@@ -303,19 +311,33 @@ class Segmenter:
         # argmax over a short leading dim is a strided reduction, ~15x slower on the CPU than over the last dim.
         return scores.permute(1, 2, 0).contiguous().argmax(-1)
 
+    @staticmethod
+    def _scores(probs: torch.Tensor) -> torch.Tensor:
+        """What the labels are the arg-max of: the aggregated class scores, or for one object only its own score,
+        since the background's is its negative (it wins where its score is above 0): half the work, same labels."""
+        if len(probs) == 1:
+            p = probs.clamp(1e-6, 1 - 1e-6)
+            return torch.log(p / (1 - p))
+        return Segmenter._aggregate(probs)
+
+    @staticmethod
+    def _winner(scores: torch.Tensor) -> torch.Tensor:
+        """0 for the background, else 1 + the object's index, from `_scores`."""
+        if len(scores) == 1:
+            return (scores[0] > 0).long()
+        return Segmenter._argmax(scores)
+
     def _labels(self, probs: torch.Tensor) -> torch.Tensor:
         if not len(probs):
             return torch.zeros(probs.shape[1:], dtype=torch.long)
-        return self._argmax(self._aggregate(probs))
+        return self._winner(self._scores(probs))
 
     def _full_size_labels(self, probs: torch.Tensor, width: int, height: int) -> np.ndarray:
         """Bilinear scores up to at most twice the model's size, argmax there, then nearest to the video's size:
         smooth boundaries at 480p and 1080p, and memory bounded for 4K/8K and many objects."""
         w, h = min(width, 2 * self.size[0]), min(height, 2 * self.size[1])
-        scores = F.interpolate(
-            self._aggregate(probs)[None], size=(h, w), mode="bilinear", align_corners=False
-        )[0]
-        index = self._argmax(scores).cpu().numpy().astype(np.uint8)
+        scores = F.interpolate(self._scores(probs)[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+        index = self._winner(scores).cpu().numpy().astype(np.uint8)
         lut = np.array([0, *self.state.object_ids], np.uint8)
         labels = lut[index]
         if (w, h) != (width, height):

@@ -19,9 +19,11 @@ from .errors import InputError
 from .paths import user_path
 
 Device = Literal["auto", "cpu", "cuda"]
+Runtime = Literal["auto", "torch", "openvino"]  # segmentation.frozen.RUNTIMES
 Preset = Literal["fast", "balanced", "quality"]  # by name; each one's budget is online.PRESETS
 Ablation = Literal["temporal", "mask", "online_gate"]  # decoder inputs model.decode can zero; the gated online loss
-DEVICES, PRESETS, ABLATIONS = get_args(Device), get_args(Preset), get_args(Ablation)
+DEVICES, RUNTIMES, PRESETS = get_args(Device), get_args(Runtime), get_args(Preset)
+ABLATIONS = get_args(Ablation)
 _TRUE, _FALSE = ("1", "true", "on", "yes"), ("0", "false", "off", "no")
 
 
@@ -78,6 +80,11 @@ class SegmentOptions(BaseModel):
     )
     weights: str | None = Field(
         None, description="model checkpoint (default: the shipped weights/stcnn.pt, or STCNN_WEIGHTS)"
+    )
+    runtime: Runtime = Field(
+        "auto",
+        description="what runs the frozen part of the model (backbone and temporal branch) on the CPU: auto "
+        "takes OpenVINO where it is installed, torch is plain PyTorch; the GPU always runs PyTorch",
     )
 
     def __init__(self, **values):

@@ -407,6 +407,7 @@ def _segment_once(
                     k: weights_meta.get(k) for k in ("version", "trained", "stage", "iteration")
                 },
                 "internal_size": list(size),
+                "runtime": segmenter.encode.runtime,  # what ran the frozen part (segmentation/frozen.py)
             },
             "overlay_size": list(shown),
             # Earlier attempts that ran out of GPU memory, each with the device and size it had.

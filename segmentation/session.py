@@ -67,7 +67,8 @@ def open_session(
     budget = budget or budget_for(options.preset, device, options.online_seconds)
     gate = online_gated(options.gate, len(ids), options.ablate)  # the loss counts what inference keeps
     online = fine_tune(model, examples, device, budget, progress, gate=gate)
-    return Session(Segmenter(model, device, size, gate=options.gate, match=options.match), online)
+    segmenter = Segmenter(model, device, size, gate=options.gate, match=options.match, runtime=options.runtime)
+    return Session(segmenter, online)
 
 
 class VideoSegmenter:

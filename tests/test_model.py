@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from segmentation.backbone import EfficientNetLite0, load_imagenet
-from segmentation.inference import Segmenter, model_size
+from segmentation.inference import Segmenter, gate_region, model_size
 from segmentation.model import DELTA, STCNN
 from segmentation.weights import load_model
 
@@ -33,6 +34,17 @@ def test_soft_aggregation_picks_the_most_likely_object():
     probs = torch.tensor([[[0.9, 0.2, 0.1]], [[0.6, 0.7, 0.1]]])  # 2 objects, 1 x 3 pixels
     labels = Segmenter._aggregate(probs).argmax(0)
     assert labels.tolist() == [[1, 2, 0]]
+
+
+def test_one_objects_labels_and_the_gate_are_the_general_ones_made_cheap():
+    torch.manual_seed(0)
+    probs = torch.rand(1, 40, 70)
+    assert torch.equal(Segmenter._winner(Segmenter._scores(probs)), Segmenter._aggregate(probs).argmax(0))
+    for shape in [(1, 1, 64, 96), (3, 1, 40, 50), (2, 1, 9, 13)]:  # OpenCV's dilation against the max filter
+        masks = (torch.rand(shape) > 0.97).float()
+        k = max(3, (min(shape[-2:]) // 8) | 1)
+        expected = F.max_pool2d(masks, k, stride=1, padding=k // 2)
+        assert torch.equal(gate_region(masks), expected)
 
 
 def test_a_mask_given_later_adds_an_object():

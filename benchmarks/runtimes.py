@@ -1,0 +1,64 @@
+"""Whether a runtime for the frozen part of the model (segmentation/frozen.py) may be adopted: the same sequences
+through the product's `segment()` on each runtime, one after the other in this run, with J&F, propagation speed
+as a ratio to the optical-flow baseline measured beside it, and the mean IoU between each runtime's masks and
+PyTorch's (adopt when >= 0.99 and J&F within 0.2).
+
+Online training runs in PyTorch on every runtime, for the preset's iterations (its time cap set out of reach),
+so the only difference between the rows is what computed the frozen features.
+
+Usage: python benchmarks/runtimes.py DATA --sequences car-turn dance-jump [--runtimes torch openvino]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from segmentation.benchmark import run_benchmark
+from segmentation.evaluate import jaccard
+from segmentation.masks import read_mask
+
+
+def mean_iou(a: Path, b: Path) -> float:
+    """Mean over frames and objects of the IoU between two folders of masks of one sequence."""
+    scores = []
+    for pa, pb in zip(sorted(a.glob("*.png")), sorted(b.glob("*.png")), strict=True):
+        ma, mb = read_mask(pa), read_mask(pb)
+        for obj in sorted(set(np.unique(ma)) | set(np.unique(mb)) - {0}):
+            scores.append(jaccard(ma == obj, mb == obj))
+    return float(np.mean(scores))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("data")
+    parser.add_argument("--sequences", nargs="+", required=True)
+    parser.add_argument("--runtimes", nargs="+", default=["torch", "openvino"])
+    parser.add_argument("--preset", default="balanced")
+    args = parser.parse_args()
+    out = Path(tempfile.mkdtemp(prefix="stcnn-runtimes-"))
+    tables = {}
+    for runtime in args.runtimes:
+        options = {"runtime": runtime, "preset": args.preset, "online_seconds": 3600}
+        tables[runtime] = run_benchmark(args.data, args.sequences, options, out=str(out / runtime)).set_index(
+            "sequence"
+        )
+    reference = args.runtimes[0]
+    rows = []
+    for runtime, table in tables.items():
+        row = {"runtime": runtime, "J&F": 100 * table.loc["MEAN", "JF"], "prop_fps": table.loc["MEAN", "prop_fps"],
+               "fps_x_flow": table.loc["MEAN", "fps_x_flow"], "seconds": table["seconds"][:-1].sum()}  # fmt: skip
+        row[f"IoU vs {reference}"] = np.mean(
+            [mean_iou(out / reference / s / "masks", out / runtime / s / "masks") for s in args.sequences]
+        )
+        rows.append(row)
+    print(f"\n{len(args.sequences)} sequences, preset {args.preset} (iterations), one runtime after the other")
+    print(pd.DataFrame(rows).round(3).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
