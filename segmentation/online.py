@@ -11,6 +11,7 @@ gated region, the decoder also runs only on windows around the objects (`crop_wi
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +44,14 @@ PRESETS = {
 POOL = 24  # augmented images whose features are computed once
 BATCH = 4
 CROP_STEP = 32  # crops start and end on the coarsest feature stride, so every level crops to whole cells
+
+
+def fast_bf16(device: torch.device) -> bool:
+    """Whether the decoder trains in bfloat16 (weights and updates stay fp32): on a CPU that computes it natively
+    (AVX512-BF16 or AMX), where it nearly halves the time of an iteration; STCNN_ONLINE_FP32=1 turns it off."""
+    if device.type != "cpu" or os.environ.get("STCNN_ONLINE_FP32") == "1":
+        return False
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def budget_for(preset: str, device: torch.device, seconds: float | None = None) -> OnlineBudget:
@@ -166,6 +175,7 @@ def fine_tune(
             pool_features[i] = [_crop(f, window, height) for f in pool_features[i]]
             pool_temporal[i] = [_crop(t, window, height) for t in pool_temporal[i]]
             pool_labels[i] = pool_labels[i][window]
+    bf16 = fast_bf16(device)
     parameters = list(model.decoder.parameters())
     optimiser = torch.optim.Adam(parameters, lr=5e-5)
     rng = np.random.default_rng(seed)
@@ -184,7 +194,9 @@ def fine_tune(
         mask = torch.from_numpy(np.stack(masks)[:, None].astype(np.float32)).to(device)
         previous_mask = torch.from_numpy(np.stack(previous_masks)[:, None].astype(np.float32)).to(device)
         region = gate_region(previous_mask, short_side) if gate else None  # as inference, whatever the crop
-        loss = segmentation_loss(model.decode(features, temporal, previous_mask), mask, region)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model.decode(features, temporal, previous_mask)
+        loss = segmentation_loss([logit.float() for logit in logits], mask, region)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -205,4 +217,5 @@ def fine_tune(
         "cut_by_time": done < budget.iterations,
         "loss": loss_value,
         "gated": gate,
+        "precision": "bf16" if bf16 else "fp32",
     }
