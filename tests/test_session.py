@@ -43,6 +43,18 @@ def test_sessions_track_and_keep_their_own_decoders(tmp_path):
     # The ablation benchmarks ask for the plain online loss through the options, not by patching the engine.
     plain = build_segmenter(device="cpu", options={"preset": "fast", "online_seconds": 600, "ablate": ["online_gate"]})
     assert a.online_training["gated"] and not plain.start(frames_a[0], mask=truth_a[0]).online_training["gated"]
+    # bfloat16 where the CPU computes it natively; the sessions share the loaded model's OpenVINO encoder.
+    native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert a.online_training["precision"] == ("bf16" if native else "fp32")
+    assert a.segmenter.encode is b.segmenter.encode and a.segmenter.encode.runtime == "openvino"
+
+
+def test_fp32_online_training_when_asked(tmp_path, monkeypatch):
+    monkeypatch.setenv("STCNN_ONLINE_FP32", "1")
+    frames, truth = _clip(tmp_path, 3)
+    session = build_segmenter(device="cpu", options={"preset": "fast"}).start(frames[0], mask=truth[0])
+    assert session.online_training["precision"] == "fp32"
+    assert jaccard(session.step(frames[1]) == 1, truth[1] == 1) >= 0.8
 
 
 def test_a_session_from_a_box(tmp_path):
