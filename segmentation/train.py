@@ -70,7 +70,8 @@ def validate(model: STCNN, sequences: list[Sequence], device: torch.device, size
     from .masks import read_mask
 
     model.eval()
-    segmenter = Segmenter(model, device, size)
+    # PyTorch: the weights change between validations, and converting them for OpenVINO each time costs more.
+    segmenter = Segmenter(model, device, size, runtime="torch")
     rows = []
     for seq in sequences:
         segmenter.reset()
