@@ -19,18 +19,7 @@ import numpy as np
 import pandas as pd
 
 from segmentation.benchmark import run_benchmark
-from segmentation.evaluate import jaccard
-from segmentation.masks import read_mask
-
-
-def mean_iou(a: Path, b: Path) -> float:
-    """Mean over frames and objects of the IoU between two folders of masks of one sequence."""
-    scores = []
-    for pa, pb in zip(sorted(a.glob("*.png")), sorted(b.glob("*.png")), strict=True):
-        ma, mb = read_mask(pa), read_mask(pb)
-        for obj in sorted(set(np.unique(ma)) | set(np.unique(mb)) - {0}):
-            scores.append(jaccard(ma == obj, mb == obj))
-    return float(np.mean(scores))
+from segmentation.evaluate import evaluate_sequence
 
 
 def main() -> None:
@@ -52,9 +41,11 @@ def main() -> None:
     for runtime, table in tables.items():
         row = {"runtime": runtime, "J&F": 100 * table.loc["MEAN", "JF"], "prop_fps": table.loc["MEAN", "prop_fps"],
                "fps_x_flow": table.loc["MEAN", "fps_x_flow"], "seconds": table["seconds"][:-1].sum()}  # fmt: skip
+        # J with the reference runtime's masks as the ground truth: the IoU per object and frame, averaged.
         row[f"IoU vs {reference}"] = np.mean(
-            [mean_iou(out / reference / s / "masks", out / runtime / s / "masks") for s in args.sequences]
-        )
+            [evaluate_sequence(out / reference / s / "masks", out / runtime / s / "masks")["J"].mean()
+             for s in args.sequences]
+        )  # fmt: skip
         rows.append(row)
     print(f"\n{len(args.sequences)} sequences, preset {args.preset} (iterations), one runtime after the other")
     print(pd.DataFrame(rows).round(3).to_string(index=False))

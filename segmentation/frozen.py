@@ -9,7 +9,7 @@ online training tunes per video) stays in PyTorch.
 runtime that cannot be imported, or a model it cannot convert or compile, falls back to PyTorch with a warning;
 the runtime in use is `encode.runtime`. The converted graph is cached on disk (STCNN_CACHE_DIR, by default
 ~/.cache/stcnn), named by a hash of the frozen weights, so a size is converted once per machine, not per run.
-(ONNX Runtime was measured too, in benchmarks/cpu_speed.py's history in the README: slower here than OpenVINO.)
+(ONNX Runtime was measured too, and was slower here than OpenVINO: the README's performance notes.)
 """
 
 from __future__ import annotations
@@ -104,10 +104,8 @@ def encoder_for(model: STCNN, device: torch.device, size: tuple[int, int], runti
     cache = _encoders.setdefault(model.backbone, {})
     key = (tuple(size), wanted)
     if key not in cache:
-        cache[key] = _load(model, size, wanted)
-    encoder = cache[key]
-    # The graph holds the frozen weights only; a model sharing this backbone still decodes with its own decoder.
-    return encoder if encoder.runtime != "torch" else TorchEncoder(model)
+        cache[key] = _load(model, size, wanted)  # None where it failed: warned once, not tried again
+    return cache[key] or TorchEncoder(model)
 
 
 def _resolve(runtime: str, device: torch.device) -> str:
@@ -122,12 +120,14 @@ def _resolve(runtime: str, device: torch.device) -> str:
     return "openvino"
 
 
-def _load(model: STCNN, size: tuple[int, int], runtime: str):
+def _load(model: STCNN, size: tuple[int, int], runtime: str) -> OpenVinoEncoder | None:
+    """The runtime's encoder, or None (with a warning) where it cannot run. Nothing cached holds the model: the
+    cache's key is its backbone, which a reference from the value would keep alive."""
     try:
         return OpenVinoEncoder(_graph(model, size))
     except Exception as error:  # a missing or broken runtime must not stop a run: PyTorch computes the same
         warnings.warn(f"{runtime} is not usable here, running the model in PyTorch ({error})", stacklevel=3)
-        return TorchEncoder(model)
+        return None
 
 
 def _graph(model: STCNN, size: tuple[int, int]) -> Path:

@@ -113,7 +113,8 @@ class Segmenter:
         self.gate = gate  # keep predictions near the previous mask (the original STCNN's prior)
         self.match = match  # with several objects, arbitrate between them by their reference features
         self.encode = encoder_for(model, device, size, runtime)  # the frozen per-frame work (frozen.py)
-        self.channels_last = self.encode.runtime == "torch"  # an exported graph takes plain NCHW
+        # channels_last where PyTorch's convolutions gain from it; an exported graph takes plain NCHW.
+        self.channels_last = device.type in ("cpu", "cuda") and self.encode.runtime == "torch"
         self.state = InferenceState()
 
     def reset(self) -> None:
@@ -303,8 +304,12 @@ class Segmenter:
         """Soft aggregation of K object probabilities into K + 1 class scores (background first)."""
         p = probs.clamp(1e-6, 1 - 1e-6)
         background = torch.prod(1 - p, 0, keepdim=True)
-        both = torch.cat([background, p]).clamp(1e-6, 1 - 1e-6)
-        return torch.log(both / (1 - both))
+        return Segmenter._logit(torch.cat([background, p]))
+
+    @staticmethod
+    def _logit(p: torch.Tensor) -> torch.Tensor:
+        p = p.clamp(1e-6, 1 - 1e-6)
+        return torch.log(p / (1 - p))
 
     @staticmethod
     def _argmax(scores: torch.Tensor) -> torch.Tensor:
@@ -316,8 +321,7 @@ class Segmenter:
         """What the labels are the arg-max of: the aggregated class scores, or for one object only its own score,
         since the background's is its negative (it wins where its score is above 0): half the work, same labels."""
         if len(probs) == 1:
-            p = probs.clamp(1e-6, 1 - 1e-6)
-            return torch.log(p / (1 - p))
+            return Segmenter._logit(probs)
         return Segmenter._aggregate(probs)
 
     @staticmethod
