@@ -33,7 +33,25 @@ def _background_manager(settings):
         from dashboard.celery_app import make_celery
 
         return CeleryManager(make_celery(settings.redis_url))
-    return DiskcacheManager(diskcache.Cache(str(settings.storage / "cache" / "callbacks")))
+    return SpawningDiskcacheManager(diskcache.Cache(str(settings.storage / "cache" / "callbacks")))
+
+
+class SpawningDiskcacheManager(DiskcacheManager):
+    """Dash's diskcache manager, but each job starts in a fresh interpreter.
+
+    Dash forks the web process for each job. A fork of a process with threads (the web server's, PyTorch's,
+    OpenCV's) can inherit a lock some other thread held, and the job then hangs for ever; at exit the parent
+    waits on that child, so the web process cannot stop either. A spawned child starts clean.
+    """
+
+    def call_job_fn(self, key, job_fn, args, context):
+        import multiprocess
+
+        process = multiprocess.get_context("spawn").Process(
+            target=job_fn, args=(key, self._make_progress_key(key), args, context), daemon=True
+        )
+        process.start()
+        return process.pid
 
 
 def navbar() -> dbc.Navbar:

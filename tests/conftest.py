@@ -18,3 +18,22 @@ def pytest_setup_options():
     ):
         options.add_argument(flag)
     return options
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # A child process left alive (a stuck background job, a run worker) would keep pytest from exiting, and CI
+    # would then time out with every test passed. Name and end them, so the run ends with its real result.
+    import psutil
+
+    children = psutil.Process().children(recursive=True)
+    _, alive = psutil.wait_procs(children, timeout=5)
+    if not alive:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    for child in alive:
+        try:
+            if reporter is not None:
+                reporter.write_line(f"ending a process the tests left behind: {child.pid} {child.cmdline()}")
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
