@@ -25,7 +25,8 @@ def pytest_sessionfinish(session, exitstatus):
     # would then time out with every test passed. Name and end them, so the run ends with its real result.
     import psutil
 
-    children = psutil.Process().children(recursive=True)
+    # multiprocess's resource tracker (started by spawned background jobs) ends by itself with this process.
+    children = [c for c in psutil.Process().children(recursive=True) if "resource_tracker" not in _cmdline(c)]
     _, alive = psutil.wait_procs(children, timeout=5)
     if not alive:
         return
@@ -37,3 +38,12 @@ def pytest_sessionfinish(session, exitstatus):
             child.kill()
         except psutil.NoSuchProcess:
             pass
+
+
+def _cmdline(process) -> str:
+    import psutil
+
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:
+        return ""

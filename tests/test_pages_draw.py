@@ -83,7 +83,7 @@ def open_upload_with_video(dash_duo, clip) -> None:
     dash_duo.driver.get(dash_duo.server_url + "/upload")
     dash_duo.find_element("#video-file input").send_keys(str(clip.video))
     dash_duo.wait_for_element("#new-graph .nsewdrag", timeout=30)
-    wait_until(lambda: image_source(dash_duo, "new-graph"), 10, "frame 0 on the drawing")
+    wait_until(lambda: image_source(dash_duo, "new-graph"), 30, "frame 0 on the drawing")
 
 
 def choose_fast_options(dash_duo) -> None:
@@ -115,7 +115,7 @@ def test_boxes_and_brush_strokes_on_two_frames_become_the_run(dash_duo, storage_
     dash_duo.find_element("#run-name").send_keys("drawn run")
     choose_fast_options(dash_duo)
     click(dash_duo, "#start-run")  # nothing drawn yet: said so, nothing started
-    dash_duo.wait_for_contains_text("#start-error", "Nothing is drawn", timeout=10)
+    dash_duo.wait_for_contains_text("#start-error", "Nothing is drawn", timeout=30)
     assert Storage(storage_dir).list_runs() == []
 
     plain = image_source(dash_duo, "new-graph")
@@ -144,7 +144,7 @@ def test_boxes_and_brush_strokes_on_two_frames_become_the_run(dash_duo, storage_
     truth = tiny_clip.gt_dir / f"{later:05d}.png"
     drag_box(dash_duo, "new-graph", object_box(truth, 2))
     dash_duo.wait_for_contains_text("#new-objects", "2 objects drawn", timeout=20)
-    dash_duo.wait_for_contains_text("#new-start-2", f"from frame {later}", timeout=10)
+    dash_duo.wait_for_contains_text("#new-start-2", f"from frame {later}", timeout=30)
     changed(dash_duo, "new-graph", frame_later, "object 2's mask")
 
     click(dash_duo, "#start-run")
@@ -209,10 +209,10 @@ def test_a_frame_corrected_from_the_player_makes_a_new_version(dash_duo, storage
     click(dash_duo, "#correct-open")
     dash_duo.wait_for_text_to_equal("#fix-title", "Correct frame 6", timeout=10)
     dash_duo.wait_for_element("#fix-graph .nsewdrag", timeout=30)
-    wait_until(lambda: image_source(dash_duo, "fix-graph"), 10, "frame 6 with its masks")
+    wait_until(lambda: image_source(dash_duo, "fix-graph"), 30, "frame 6 with its masks")
     shown = image_source(dash_duo, "fix-graph")
     click(dash_duo, "#correct-submit")  # nothing drawn: said so, nothing queued
-    dash_duo.wait_for_contains_text("#correct-error", "Nothing is drawn", timeout=10)
+    dash_duo.wait_for_contains_text("#correct-error", "Nothing is drawn", timeout=30)
 
     truth = read_mask(tiny_clip.gt_dir / "00006.png")
     ys, xs = np.nonzero(truth == 1)
@@ -220,7 +220,7 @@ def test_a_frame_corrected_from_the_player_makes_a_new_version(dash_duo, storage
     dash_duo.wait_for_contains_text("#fix-objects", "1 object drawn", timeout=20)
     boxed = changed(dash_duo, "fix-graph", shown, "the corrected mask on the frame")
     click(dash_duo, "#fix-add")  # a new object, painted where it is on this frame
-    dash_duo.wait_for_contains_text("#fix-object", "object 2", timeout=10)
+    dash_duo.wait_for_contains_text("#fix-object", "object 2", timeout=30)
     choose(dash_duo, "fix-tool", "paint")
     ys, xs = np.nonzero(truth == 2)
     cy = int(ys.mean())
