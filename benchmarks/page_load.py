@@ -5,7 +5,7 @@ reused after. The app is served in this process; a hook on the Flask app times e
 the server (which outputs, milliseconds, response bytes). Each load is in a fresh browser (empty HTTP cache), which
 records in the page, from navigation start: the page's HTML, the page layout in (its player), plotly.js
 evaluated, the video's first frame shown, the 3D plot drawn, the frame label filled (ready: all of the last
-three).
+three). Each page is loaded with the dashboard's partial plotly.js bundle and with the stock one, interleaved.
 
 Usage: python benchmarks/page_load.py [--storage /tmp/stcnn-page-load] [--frames 100] [--loads 3]
 (--chrome /usr/bin/chromium). Machines differ and a busy one is slower: run it on a quiet machine, compare
@@ -69,7 +69,7 @@ def done_run(storage: Path, frames: int, size: tuple[int, int]) -> str:
     return run_id
 
 
-def serve(storage: Path, log: list) -> str:
+def serve(storage: Path, log: list, full_plotly: bool = False) -> str:
     """The app in a thread of this process; each Dash callback request is appended to `log`."""
     from flask import g, request
     from werkzeug.serving import make_server
@@ -77,7 +77,7 @@ def serve(storage: Path, log: list) -> str:
     from dashboard.app import create_app
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request drowns the table
-    app = create_app(storage, start_runner=False, seed_demo=False)
+    app = create_app(storage, start_runner=False, seed_demo=False, full_plotly=full_plotly)
     server = app.server
 
     @server.before_request
@@ -147,30 +147,36 @@ def main() -> None:
     size = tuple(int(v) for v in args.size.split("x"))
     run_id = done_run(args.storage, args.frames, size)
     log: list = []
-    base = serve(args.storage, log)
-    pages = {"player": f"{base}/player?id={run_id}", "trajectory": f"{base}/trajectory?ids={run_id}"}
+    bases = {bundle: serve(args.storage, log, full_plotly=bundle == "full") for bundle in ("partial", "full")}
+    pages = {}
+    for bundle, base in bases.items():  # each page with each plotly.js bundle, loads interleaved below
+        pages[f"player {bundle}"] = f"{base}/player?id={run_id}"
+        pages[f"traj. {bundle}"] = f"{base}/trajectory?ids={run_id}"
     results = {}
-    for page, url in pages.items():
-        for n in range(args.loads):
+    for n in range(args.loads):
+        for page, url in pages.items():
             stages, callbacks = load(args.chrome, url, log)
             results.setdefault(page, []).append(stages)
-            if n == 0 or n == args.loads - 1:
+            if n == args.loads - 1 and "partial" in page:
                 print(f"\n{page}, load {n + 1}: server callbacks")
                 for output, ms, size_bytes in callbacks:
                     print(f"  {ms:7.0f} ms {size_bytes or 0:>9} B  {output}")
                 print(f"  {sum(ms for _, ms, _ in callbacks):7.0f} ms in all")
             if n == args.loads - 1 and args.resources:
-                print("  requests: start - end ms, bytes")
+                print(f"  {page} requests: start - end ms, bytes")
                 for name, start, end, size_bytes in stages["resources"]:
                     print(f"  {start:7} - {end:5} {size_bytes:>9} B  {name[:60]}")
     print(f"\nms from navigation start (median of {args.loads} cold loads; first load in brackets)")
-    print(f"{'stage':<12}" + "".join(f"{page:>20}" for page in pages))
+    print(f"{'stage':<12}" + "".join(f"{page:>19}" for page in pages))
     for stage in STAGES:
         cells = []
         for page in pages:
             values = [r.get(stage) for r in results[page] if r.get(stage) is not None]
-            cells.append(f"{statistics.median(values):8.0f} ({values[0]:6.0f})" if values else "–")
-        print(f"{stage:<12}" + "".join(f"{c:>20}" for c in cells))
+            cells.append(f"{statistics.median(values):7.0f} ({values[0]:6.0f})" if values else "–")
+        print(f"{stage:<12}" + "".join(f"{c:>19}" for c in cells))
+    for page in ("player", "traj."):
+        ready = [statistics.median(r["ready"] for r in results[f"{page} {b}"]) for b in ("partial", "full")]
+        print(f"{page} ready, partial bundle / full bundle: {ready[0] / ready[1]:.2f}")
     print(json.dumps({"run": run_id, "frames": args.frames, "size": args.size}))
 
 

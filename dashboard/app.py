@@ -23,6 +23,7 @@ from dashboard.runner import make_runner
 from dashboard.storage import Storage
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
+PLOTLY_JS = "vendor/plotly-stcnn.min.js"  # in ASSETS: the traces the pages draw, built by tools/plotly-bundle
 log = logging.getLogger(__name__)
 
 
@@ -70,12 +71,46 @@ def navbar() -> dbc.Navbar:
     )
 
 
-def create_app(storage_root=None, *, start_runner: bool = True, seed_demo: bool | None = None) -> dash.Dash:
+class App(dash.Dash):
+    """A Dash app that loads the partial plotly.js bundle in assets/ (1.8 MB) instead of the full one (4.8 MB).
+
+    Evaluating plotly.js was the largest part of a cold page load. The bundle is an ordinary asset, loaded with
+    the page; Dash is only kept from adding its own (it would add it to a list that all apps share).
+    """
+
+    def __init__(self, *args, full_plotly: bool = False, **kwargs):
+        self.full_plotly = full_plotly
+        if full_plotly:
+            kwargs["assets_ignore"] = PLOTLY_JS.split("/")[-1].replace(".", r"\.")
+        super().__init__(*args, **kwargs)
+
+    def _setup_plotlyjs(self):
+        if self.full_plotly:
+            self._plotlyjs_url = self.config.requests_pathname_prefix + "_stcnn/plotly.min.js"
+            self.config.external_scripts.append(self._plotlyjs_url)
+            self.server.add_url_rule("/_stcnn/plotly.min.js", "full_plotly", _full_plotly)
+        else:
+            self._plotlyjs_url = self.get_asset_url(PLOTLY_JS)  # what dcc.Graph loads if Plotly is not there yet
+
+
+def _full_plotly():
+    import plotly
+    from flask import send_from_directory
+
+    return send_from_directory(Path(plotly.__file__).parent / "package_data", "plotly.min.js", max_age=3600)
+
+
+def create_app(
+    storage_root=None, *, start_runner: bool = True, seed_demo: bool | None = None, full_plotly: bool = False
+) -> dash.Dash:
+    """The dashboard on `storage_root` (else the configured storage). `full_plotly` serves the stock plotly.js
+    bundle instead of the partial one (benchmarks/page_load.py compares the two)."""
     settings = load_settings(storage_root)
     storage = Storage(settings.storage)
     storage.cleanup_uploads()
-    app = dash.Dash(
+    app = App(
         __name__,
+        full_plotly=full_plotly,
         use_pages=True,
         pages_folder="",  # pages are registered below, so that several apps can live in one process (tests)
         assets_folder=str(ASSETS),

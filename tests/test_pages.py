@@ -140,6 +140,11 @@ def test_clicking_a_trajectory_point_seeks_the_player_and_moves_the_slider(dash_
     dash_duo.start_server(create_app())
     dash_duo.driver.get(f"{dash_duo.server_url}/player?id={run_id}")
     wait_until(lambda: _video_ready(dash_duo, "player"), 30, "the overlay video to load")
+    # The 3D plot is drawn by the partial plotly.js bundle in assets/, the only plotly.js the page loaded.
+    scripts = dash_duo.driver.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name).filter(n => /plotly/.test(n))"
+    )
+    assert len(scripts) == 1 and "/assets/vendor/plotly-stcnn.min.js" in scripts[0], scripts
     fps = 24.0
     for frame in (7, 3, 0):  # 3/24 s is under one second: dash-player reads it as a fraction unless handled
         _click_3d_point(dash_duo, "traj-3d", 0, frame)
@@ -231,6 +236,21 @@ def test_the_gallery_lists_runs_after_a_restart_and_compares_two(dash_duo, stora
         lambda: not dash_duo.driver.find_elements(By.CSS_SELECTOR, f"#card-{first}"), 10, "the card to go"
     )
     assert dash_duo.driver.find_elements(By.CSS_SELECTOR, f"#card-{second}")
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_a_page_names_one_plotly_bundle_that_the_server_serves(storage_dir, full):
+    import re
+
+    client = create_app(start_runner=False, seed_demo=False, full_plotly=full).server.test_client()
+    scripts = [src for src in re.findall(r'<script src="([^"]+)"', client.get("/").get_data(as_text=True))]
+    plotly = [src for src in scripts if "plotly" in src]
+    assert len(plotly) == 1, scripts
+    assert plotly[0].startswith("/_stcnn/plotly.min.js" if full else "/assets/vendor/plotly-stcnn.min.js")
+    body = client.get(plotly[0]).get_data(as_text=True)
+    partial = body.startswith("/*! plotly.js v4.1.1 (scatter, scatter3d, image)")
+    assert partial is not full
+    assert len(body) > 1_000_000
 
 
 @pytest.mark.parametrize("path", ["/player?id=" + "0" * 32, "/run?id=nope", "/compare?a=1&b=2"])
