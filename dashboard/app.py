@@ -6,6 +6,7 @@ gunicorn "dashboard.app:server"      (the app object is created on first import 
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import dash
@@ -81,7 +82,7 @@ class App(dash.Dash):
     def __init__(self, *args, full_plotly: bool = False, **kwargs):
         self.full_plotly = full_plotly
         if full_plotly:
-            kwargs["assets_ignore"] = PLOTLY_JS.split("/")[-1].replace(".", r"\.")
+            kwargs["assets_ignore"] = re.escape(Path(PLOTLY_JS).name)
         super().__init__(*args, **kwargs)
 
     def _setup_plotlyjs(self):

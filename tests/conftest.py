@@ -34,7 +34,7 @@ def pytest_sessionfinish(session, exitstatus):
     for child in alive:
         try:
             if reporter is not None:
-                reporter.write_line(f"ending a process the tests left behind: {child.pid} {child.cmdline()}")
+                reporter.write_line(f"ending a process the tests left behind: {child.pid} {_cmdline(child)}")
             child.kill()
         except psutil.NoSuchProcess:
             pass

@@ -243,7 +243,7 @@ def test_a_page_names_one_plotly_bundle_that_the_server_serves(storage_dir, full
     import re
 
     client = create_app(start_runner=False, seed_demo=False, full_plotly=full).server.test_client()
-    scripts = [src for src in re.findall(r'<script src="([^"]+)"', client.get("/").get_data(as_text=True))]
+    scripts = re.findall(r'<script src="([^"]+)"', client.get("/").get_data(as_text=True))
     plotly = [src for src in scripts if "plotly" in src]
     assert len(plotly) == 1, scripts
     assert plotly[0].startswith("/_stcnn/plotly.min.js" if full else "/assets/vendor/plotly-stcnn.min.js")
