@@ -176,7 +176,8 @@ def test_clicking_a_trajectory_point_seeks_the_player_and_moves_the_slider(dash_
     assert lags[len(lags) // 2] <= 2, frames
     assert callbacks_after == callbacks_before  # no server callback per frame
     # Paused: the slider is on the video's frame, and the 3D highlight (held back while playing) catches up.
-    paused_at = int(_video_time(dash_duo, "player") * fps + 1e-3)
+    # A video paused at its very end reports its duration: that is the last frame (9), as while playing.
+    paused_at = min(int(_video_time(dash_duo, "player") * fps + 1e-3), 9)
     wait_until(lambda: _slider_value(dash_duo, "frame-slider") == paused_at, 5, f"the slider at {paused_at}")
     highlighted = "const gd = document.querySelector('#traj-3d .js-plotly-plot'); return gd.data[gd.data.length - 1].z;"
     wait_until(lambda: dash_duo.driver.execute_script(highlighted)[:1] == [paused_at], 5, "the highlight there")
