@@ -30,7 +30,7 @@ from typing import NamedTuple
 import dash_bootstrap_components as dbc
 import numpy as np
 import plotly.graph_objects as go
-from dash import Input, Output, State, dcc, html, no_update
+from dash import ClientsideFunction, Input, Output, State, dcc, html, no_update
 from dash import ctx as callback_ctx
 
 from dashboard import ui
@@ -372,6 +372,7 @@ def panel(prefix: str, title: str, add_objects: bool = True, frames: bool = Fals
         [
             dcc.Store(id=f"{prefix}-source"),
             dcc.Store(id=f"{prefix}-drawing", data=[]),
+            dcc.Store(id=f"{prefix}-edit"),  # the graph's shape edits (assets/drawing.js)
             html.H5(title, id=f"{prefix}-title"),
             dbc.FormText(
                 "Drag a box around an object, outline it, or paint over it (Erase paints where it is not); "
@@ -434,18 +435,25 @@ def register(app, prefix: str, load) -> None:
     def ids(*pairs):
         return [(f"{prefix}-{name}", prop) for name, prop in pairs]
 
+    app.clientside_callback(  # assets/drawing.js: the graph's events that change a shape, and no others
+        ClientsideFunction("drawing", "shapeEdits"),
+        Output(f"{prefix}-edit", "data"),
+        Input(f"{prefix}-graph", "relayoutData"),
+        prevent_initial_call=True,
+    )
+
     @app.callback(
         # relayoutData is emptied after each event: the same shape drawn again (after an undo) is an event again.
         *(Output(*o) for o in ids(("graph", "figure"), ("drawing", "data"), ("count", "children"),
                                   ("message", "children"), ("panel", "style"), ("graph", "relayoutData"),
                                   ("frame-label", "children"))),
-        *(Input(*i) for i in ids(("source", "data"), ("graph", "relayoutData"), ("object", "value"),
+        *(Input(*i) for i in ids(("source", "data"), ("edit", "data"), ("object", "value"),
                                  ("undo", "n_clicks"), ("remove", "n_clicks"), ("clear", "n_clicks"),
                                  ("frame", "value"), ("tool", "value"), ("brush", "value"))),
         State(f"{prefix}-drawing", "data"),
         prevent_initial_call=True,
     )  # fmt: skip
-    def draw(source, relayout, current, _undo, _remove, _clear, slider, tool, brush, drawing):
+    def draw(source, edit, current, _undo, _remove, _clear, slider, tool, brush, drawing):
         from dashboard.runs import BadRequest
         from segmentation.errors import SegmentationError
 
@@ -460,11 +468,8 @@ def register(app, prefix: str, load) -> None:
             f"{prefix}-source.data" in callback_ctx.triggered_prop_ids
         ):  # another video or frame to correct (perhaps another object)
             drawing = []
-        elif trigger == f"{prefix}-graph":
-            if not any(key == "shapes" or _EDIT.fullmatch(key) for key in relayout or {}):
-                # A tool picked on the mode bar, a resize: nothing drawn, and a new figure now would cut a drag short.
-                return (no_update,) * 7
-            drawing = updated(drawing, relayout, current, index, tool, brush)
+        elif trigger == f"{prefix}-edit":
+            drawing = updated(drawing, (edit or {}).get("relayout"), current, index, tool, brush)
         elif trigger == f"{prefix}-undo":
             last = [item["key"] for item in at_frame(drawing, index)][-1:]  # the frame shown's latest item
             drawing = [item for item in drawing if item["key"] not in last]

@@ -166,6 +166,37 @@ def test_boxes_and_brush_strokes_on_two_frames_become_the_run(dash_duo, storage_
     assert dash_duo.get_logs() in ([], None)
 
 
+def test_only_shape_edits_call_the_drawing_s_callback(dash_duo, storage_dir, tiny_clip):
+    # Dash drops a callback's call in flight when the callback is called again: a relayout event that changes no
+    # shape (autosize when plotly first draws, a tool on the mode bar) once lost the frame of the call before it.
+    open_upload_with_video(dash_duo, tiny_clip)
+    dash_duo.driver.execute_script(
+        """
+        window.drawCalls = 0;
+        const fetch = window.fetch;
+        window.fetch = function (url, init) {
+          if (String(url).includes('_dash-update-component') && String((init || {}).body).includes('new-graph.figure')) {
+            window.drawCalls += 1;
+          }
+          return fetch.apply(this, arguments);
+        };
+        const gd = document.querySelector('#new-graph .js-plotly-plot');
+        Plotly.relayout(gd, {dragmode: 'pan'}).then(function () { return Plotly.relayout(gd, {autosize: true}); });
+        """
+    )
+    wait_until(lambda: dash_duo.driver.execute_script(
+        "return document.querySelector('#new-graph .js-plotly-plot')._fullLayout.dragmode") == "pan",
+        10, "the pan tool")  # fmt: skip
+    dash_duo.driver.execute_script("return new Promise(function (done) { setTimeout(done, 1500); })")
+    assert dash_duo.driver.execute_script("return window.drawCalls") == 0
+    dash_duo.driver.execute_script(  # a box, as the box tool draws it: this one reaches the server
+        "Plotly.relayout(document.querySelector('#new-graph .js-plotly-plot'),"
+        " {shapes: [{type: 'rect', x0: 10, y0: 10, x1: 40, y1: 30}]})"
+    )
+    dash_duo.wait_for_contains_text("#new-objects", "1 object drawn", timeout=20)
+    assert dash_duo.driver.execute_script("return window.drawCalls") == 1
+
+
 def test_an_outline_becomes_frame_0_s_mask(dash_duo, storage_dir, tiny_clip):
     open_upload_with_video(dash_duo, tiny_clip)
     choose_fast_options(dash_duo)
