@@ -73,25 +73,33 @@ def navbar() -> dbc.Navbar:
 
 
 class App(dash.Dash):
-    """A Dash app that loads the partial plotly.js bundle in assets/ (1.8 MB) instead of the full one (4.8 MB).
+    """A Dash app that loads the partial plotly.js bundle in assets/ (1.8 MB) instead of the full one (4.8 MB), and
+    only when a page's first graph mounts.
 
-    Evaluating plotly.js was the largest part of a cold page load. The bundle is an ordinary asset, loaded with
-    the page; Dash is only kept from adding its own (it would add it to a list that all apps share).
+    Evaluating plotly.js was the largest part of a cold page load. dcc.Graph loads plotly.js itself where it is not
+    there yet, so the bundle is no page script: what a page shows besides its plots (the video, the slider, the
+    words) is drawn first, and a page without a graph never loads it. Dash is kept from adding its own bundle (it
+    would add it to a list that all apps share).
     """
 
     def __init__(self, *args, full_plotly: bool = False, **kwargs):
         self.full_plotly = full_plotly
-        if full_plotly:
-            kwargs["assets_ignore"] = re.escape(Path(PLOTLY_JS).name)
+        kwargs["assets_ignore"] = re.escape(Path(PLOTLY_JS).name)
         super().__init__(*args, **kwargs)
 
     def _setup_plotlyjs(self):
         if self.full_plotly:
             self._plotlyjs_url = self.config.requests_pathname_prefix + "_stcnn/plotly.min.js"
-            self.config.external_scripts.append(self._plotlyjs_url)
             self.server.add_url_rule("/_stcnn/plotly.min.js", "full_plotly", _full_plotly)
         else:
-            self._plotlyjs_url = self.get_asset_url(PLOTLY_JS)  # what dcc.Graph loads if Plotly is not there yet
+            self._plotlyjs_url = self.get_asset_url(PLOTLY_JS)
+
+    def _config(self):
+        # The renderer hands dcc.Graph config.plotlyjs_url where components are not served locally, else the
+        # stock bundle's path; the renderer reads serve_locally for nothing else (Dash 4.4.1, pinned).
+        config = super()._config()
+        config.update(serve_locally=False, plotlyjs_url=self._plotlyjs_url)
+        return config
 
 
 def _full_plotly():

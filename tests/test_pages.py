@@ -140,10 +140,11 @@ def test_clicking_a_trajectory_point_seeks_the_player_and_moves_the_slider(dash_
     dash_duo.start_server(create_app())
     dash_duo.driver.get(f"{dash_duo.server_url}/player?id={run_id}")
     wait_until(lambda: _video_ready(dash_duo, "player"), 30, "the overlay video to load")
-    # The 3D plot is drawn by the partial plotly.js bundle in assets/, the only plotly.js the page loaded.
-    scripts = dash_duo.driver.execute_script(
+    # The 3D plot is drawn by the partial plotly.js bundle in assets/, the only plotly.js the page loaded (the
+    # first graph loads it: it may come after the video).
+    scripts = wait_until(lambda: dash_duo.driver.execute_script(
         "return performance.getEntriesByType('resource').map(e => e.name).filter(n => /plotly/.test(n))"
-    )
+    ), 30, "plotly.js loaded")  # fmt: skip
     assert len(scripts) == 1 and "/assets/vendor/plotly-stcnn.min.js" in scripts[0], scripts
     fps = 24.0
     for frame in (7, 3, 0):  # 3/24 s is under one second: dash-player reads it as a fraction unless handled
@@ -211,6 +212,8 @@ def test_the_gallery_lists_runs_after_a_restart_and_compares_two(dash_duo, stora
     dash_duo.wait_for_element(f"#card-{second}", timeout=10)
     assert "gallery one" in dash_duo.find_element(f"#card-{first}").text
     screenshot(dash_duo.driver, "gallery")
+    loaded = "return performance.getEntriesByType('resource').map(e => e.name).filter(n => /plotly/.test(n))"
+    assert dash_duo.driver.execute_script(loaded) == []  # a page without a graph never loads plotly.js
 
     for run_id in (first, second):
         dash_duo.find_element(f"#card-{run_id} input[type=checkbox]").click()
@@ -240,15 +243,18 @@ def test_the_gallery_lists_runs_after_a_restart_and_compares_two(dash_duo, stora
 
 
 @pytest.mark.parametrize("full", [False, True])
-def test_a_page_names_one_plotly_bundle_that_the_server_serves(storage_dir, full):
+def test_plotly_js_is_no_page_script_but_the_bundle_the_first_graph_loads(storage_dir, full):
+    import json
     import re
 
     client = create_app(start_runner=False, seed_demo=False, full_plotly=full).server.test_client()
-    scripts = re.findall(r'<script src="([^"]+)"', client.get("/").get_data(as_text=True))
-    plotly = [src for src in scripts if "plotly" in src]
-    assert len(plotly) == 1, scripts
-    assert plotly[0].startswith("/_stcnn/plotly.min.js" if full else "/assets/vendor/plotly-stcnn.min.js")
-    body = client.get(plotly[0]).get_data(as_text=True)
+    page = client.get("/").get_data(as_text=True)
+    scripts = re.findall(r'<script src="([^"]+)"', page)
+    assert scripts and not [src for src in scripts if "plotly" in src], scripts
+    config = json.loads(re.search(r'<script id="_dash-config" type="application/json">(.*?)</script>', page)[1])
+    url = config["plotlyjs_url"]  # what the renderer gives dcc.Graph to load
+    assert url.startswith("/_stcnn/plotly.min.js" if full else "/assets/vendor/plotly-stcnn.min.js"), url
+    body = client.get(url).get_data(as_text=True)
     partial = body.startswith("/*! plotly.js v4.1.1 (scatter, scatter3d, image)")
     assert partial is not full
     assert len(body) > 1_000_000
