@@ -1,10 +1,10 @@
 """Box to mask: how well the model outlines an object from a box around it, beside the box itself as the mask.
 
-For each sequence's first frame, a tight box around each true object goes through the product's own
-`prompts.mask_from_boxes`; prints the IoU against the true mask per sequence and the mean, next to the IoU of the
-filled box (what a user would get without the model). Quality only: no timing, so any machine gives the same table.
+For each sequence's first frame (and, with --every N, every Nth frame after), a tight box around each true object
+goes through the product's own `prompts.mask_from_boxes`; prints the IoU against the true mask per sequence and the
+mean, next to the IoU of the filled box (what a user would get without the model). Quality only: no timing, so any machine gives the same table.
 
-Usage: python benchmarks/boxes.py [DATA] [--sequences ...]
+Usage: python benchmarks/boxes.py [DATA] [--sequences ...] [--every N]
 """
 
 from __future__ import annotations
@@ -30,14 +30,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", nargs="?", default="../shared/data/davis2016-train")
     parser.add_argument("--sequences", nargs="*", help="default: every sequence in DATA")
+    parser.add_argument("--every", type=int, default=0, help="also every Nth later frame (default: the first only)")
     args = parser.parse_args()
     root = Path(args.data)
     names = args.sequences or sorted(p.name for p in root.iterdir() if (p / "masks").is_dir())
     model, _ = load_model()
     rows = []
-    for name in names:
-        frame = next(iter(iter_frames(root / name / "frames")))
-        truth = read_mask(sorted((root / name / "masks").glob("*.png"))[0])
+    for name, index, frame, truth in _frames(root, names, args.every):
         boxes, filled = [], np.zeros_like(truth)
         for object_id in ids_in(truth):
             ys, xs = np.nonzero(truth == object_id)
@@ -47,15 +46,30 @@ def main() -> None:
         size = model_size(truth.shape[1], truth.shape[0])
         made = mask_from_boxes(model, torch.device("cpu"), frame, boxes, size)
         rows.append({
-            "sequence": name, "never trained on": name in UNSEEN,
+            "sequence": name, "frame": index, "never trained on": name in UNSEEN,
             "box as the mask": np.mean([jaccard(filled == b.object_id, truth == b.object_id) for b in boxes]),
             "model from the box": np.mean([jaccard(made == b.object_id, truth == b.object_id) for b in boxes]),
         })  # fmt: skip
     table = pd.DataFrame(rows)
-    print(table.round(3).to_string(index=False))
+    per_sequence = table.groupby(["sequence", "never trained on"], as_index=False).agg(
+        frames=("frame", "size"), **{c: (c, "mean") for c in ("box as the mask", "model from the box")}
+    )
+    print(per_sequence.round(3).to_string(index=False))
     print("\nmean IoU")
     print(table.groupby("never trained on")[["box as the mask", "model from the box"]].mean().round(3).to_string())
-    print(f"all: {table['model from the box'].mean():.3f} (box as the mask {table['box as the mask'].mean():.3f})")
+    print(f"all {len(table)} frames: {table['model from the box'].mean():.3f} "
+          f"(box as the mask {table['box as the mask'].mean():.3f})")  # fmt: skip
+
+
+def _frames(root: Path, names: list[str], every: int):
+    """(sequence, frame index, frame, true mask): each sequence's first frame and, with `every`, every Nth after."""
+    for name in names:
+        masks = sorted((root / name / "masks").glob("*.png"))
+        for index, frame in enumerate(iter_frames(root / name / "frames")):
+            if index == 0 or (every and index % every == 0 and index < len(masks)):
+                truth = read_mask(masks[index])
+                if ids_in(truth):  # a frame where the object is out of view has nothing to box
+                    yield name, index, frame, truth
 
 
 if __name__ == "__main__":
