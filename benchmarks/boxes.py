@@ -57,6 +57,9 @@ def main() -> None:
     print(per_sequence.round(3).to_string(index=False))
     print("\nmean IoU")
     print(table.groupby("never trained on")[["box as the mask", "model from the box"]].mean().round(3).to_string())
+    first = table[table["frame"] == 0]
+    print(f"first frames ({len(first)}): {first['model from the box'].mean():.3f} "
+          f"(box as the mask {first['box as the mask'].mean():.3f})")  # fmt: skip
     print(f"all {len(table)} frames: {table['model from the box'].mean():.3f} "
           f"(box as the mask {table['box as the mask'].mean():.3f})")  # fmt: skip
 
