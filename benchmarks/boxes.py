@@ -68,11 +68,13 @@ def _frames(root: Path, names: list[str], every: int):
     """(sequence, frame index, frame, true mask): each sequence's first frame and, with `every`, every Nth after."""
     for name in names:
         masks = sorted((root / name / "masks").glob("*.png"))
-        for index, frame in enumerate(iter_frames(root / name / "frames")):
-            if index == 0 or (every and index % every == 0 and index < len(masks)):
+        frames = iter_frames(root / name / "frames")
+        for index, frame in zip(range(len(masks) if every else 1), frames):  # only the first: no further decoding
+            if index % max(every, 1) == 0:
                 truth = read_mask(masks[index])
                 if ids_in(truth):  # a frame where the object is out of view has nothing to box
                     yield name, index, frame, truth
+        getattr(frames, "close", lambda: None)()
 
 
 if __name__ == "__main__":
