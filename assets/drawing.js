@@ -4,7 +4,7 @@
 // the first call was drawing would never arrive.
 (function () {
   "use strict";
-  const EDIT = /^shapes\[\d+\]\.(x0|x1|y0|y1|path)$/;
+  const EDIT = /^shapes\[\d+\]\.(x0|x1|y0|y1|path)$/;  // the edits drawing.py's _EDIT reads
 
   window.dash_clientside = Object.assign({}, window.dash_clientside, {
     drawing: {

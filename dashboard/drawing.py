@@ -40,7 +40,7 @@ from dashboard import ui
 PREVIEW_SHORT_SIDE = 256
 _NUMBER = r"-?\d+(?:\.\d+)?(?:[eE]-?\d+)?"
 _POINT = re.compile(rf"({_NUMBER}),({_NUMBER})")
-_EDIT = re.compile(r"shapes\[(\d+)\]\.(x0|x1|y0|y1|path)")
+_EDIT = re.compile(r"shapes\[(\d+)\]\.(x0|x1|y0|y1|path)")  # assets/drawing.js passes on the same edits
 _model_lock = threading.Lock()
 _masks_made: OrderedDict = OrderedDict()  # (frame key, boxes, strokes) -> labels: a redraw for another reason is free
 TOOLS = {"box": "drawrect", "outline": "drawclosedpath", "paint": "drawopenpath", "erase": "drawopenpath"}

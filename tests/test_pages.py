@@ -135,6 +135,13 @@ def _play_and_sample(dash_duo, player_id, slider_id, seconds):
     )
 
 
+def _plotly_requests(dash_duo) -> list[str]:
+    """The URLs the page requested that name plotly."""
+    return dash_duo.driver.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name).filter(n => /plotly/.test(n))"
+    )
+
+
 def test_clicking_a_trajectory_point_seeks_the_player_and_moves_the_slider(dash_duo, storage_dir, tiny_clip):
     (run_id,) = _done_runs(storage_dir, tiny_clip, ["click run"])
     dash_duo.start_server(create_app())
@@ -142,9 +149,7 @@ def test_clicking_a_trajectory_point_seeks_the_player_and_moves_the_slider(dash_
     wait_until(lambda: _video_ready(dash_duo, "player"), 30, "the overlay video to load")
     # The 3D plot is drawn by the partial plotly.js bundle in assets/, the only plotly.js the page loaded (the
     # first graph loads it: it may come after the video).
-    scripts = wait_until(lambda: dash_duo.driver.execute_script(
-        "return performance.getEntriesByType('resource').map(e => e.name).filter(n => /plotly/.test(n))"
-    ), 30, "plotly.js loaded")  # fmt: skip
+    scripts = wait_until(lambda: _plotly_requests(dash_duo), 30, "plotly.js loaded")
     assert len(scripts) == 1 and "/assets/vendor/plotly-stcnn.min.js" in scripts[0], scripts
     fps = 24.0
     for frame in (7, 3, 0):  # 3/24 s is under one second: dash-player reads it as a fraction unless handled
@@ -212,8 +217,7 @@ def test_the_gallery_lists_runs_after_a_restart_and_compares_two(dash_duo, stora
     dash_duo.wait_for_element(f"#card-{second}", timeout=10)
     assert "gallery one" in dash_duo.find_element(f"#card-{first}").text
     screenshot(dash_duo.driver, "gallery")
-    loaded = "return performance.getEntriesByType('resource').map(e => e.name).filter(n => /plotly/.test(n))"
-    assert dash_duo.driver.execute_script(loaded) == []  # a page without a graph never loads plotly.js
+    assert _plotly_requests(dash_duo) == []  # a page without a graph never loads plotly.js
 
     for run_id in (first, second):
         dash_duo.find_element(f"#card-{run_id} input[type=checkbox]").click()
