@@ -109,7 +109,8 @@ def _segment(args: argparse.Namespace) -> None:
     if summary["previous"]:
         reused = summary["previous"]
         print(f"version {summary['version']}: {reused['reused_frames']} frames kept from version {reused['version']}, "
-              f"{reused['recomputed_frames']} segmented again")  # fmt: skip
+              f"{reused['recomputed_frames']} segmented again"
+              + (f" (the correction had faded by frame {reused['settled_at']})" if reused.get("settled_at") is not None else ""))  # fmt: skip
     if len(summary["mask_frames"]) > 1:
         starts = ", ".join(f"{k} from frame {v}" for k, v in summary["object_start_frames"].items())
         print(f"masks at frames {', '.join(map(str, summary['mask_frames']))}; objects: {starts}")

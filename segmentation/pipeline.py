@@ -37,7 +37,18 @@ from .render import overlay
 from .runtime import pick_device, tune_allocator
 from .session import open_session
 from .trajectory import frame_rows, object_stats, read_csv, write_csv
-from .versions import Previous, first_changed, load_previous, save_annotation, save_decoder, save_forward
+from .versions import (
+    AGREE_FRAMES,
+    Previous,
+    agrees,
+    changed_frames,
+    first_changed,
+    keep_frame,
+    load_previous,
+    save_annotation,
+    save_decoder,
+    save_forward,
+)
 from .video import VideoWriter, iter_frames, probe
 from .weights import load_for_inference, weights_path
 
@@ -241,7 +252,7 @@ def _segment_once(
         # Boxes made into masks, the annotated frames for online training and the frames reverse passes need,
         # all before the model is fine-tuned.
         examples, cached = _read_annotated(video, info, annotations, spans, model, device, size, options, report,
-                                           check_cancel, timings)  # fmt: skip
+                                           check_cancel, timings, previous)  # fmt: skip
         object_ids = annotations.object_ids
         for frame in annotations.frames:
             save_annotation(tmp, frame, annotations.at(frame))
@@ -278,8 +289,11 @@ def _segment_once(
             name = names[index] if info.is_folder and index < len(names) else f"{index:05d}"
             return tmp / "masks" / f"{name}.png"
 
-        # With a previous version: its masks are kept before `resume_at`, and the forward pass resumes there.
-        resume_at = first_changed(previous, annotations, spans, max(info.frame_count, 1)) if previous else 0
+        # With a previous version: its masks are kept before `resume_at`, and the forward pass resumes there; it
+        # stops (`settled`) where it gives the previous result again after the last changed annotation.
+        resume_at = first_changed(previous, annotations, max(info.frame_count, 1)) if previous else 0
+        changed = changed_frames(previous, annotations) if previous else []
+        settle_after = changed[-1] if changed else None
         spans = [span for span in spans if span.frame >= resume_at]
         kept: dict[
             int, tuple[np.ndarray, np.ndarray]
@@ -288,7 +302,8 @@ def _segment_once(
         reverse_frames = sum(span.frame - 1 - span.stop for span in spans)
         total = max(info.frame_count, 1) + reverse_frames
         rows: list[dict] = []
-        count = 0
+        count = stepped = agreeing = 0
+        settled = None
         last_preview = 0.0
         propagation_started = time.perf_counter()
         # Without corrections the overlay is drawn as the masks come; with them, after the reverse passes.
@@ -306,8 +321,7 @@ def _segment_once(
             while frame is not None:
                 check_cancel()
                 if count < resume_at:  # unchanged since the previous version
-                    shutil.copyfile(previous.folder / "masks" / mask_path(count).name, mask_path(count))
-                    save_forward(tmp, count, previous.forward_ids(count))
+                    keep_frame(previous, tmp, count, mask_path(count).name)
                     small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
                     if count in annotations.frames:
                         kept[count] = (small, annotations.at(count))
@@ -323,11 +337,18 @@ def _segment_once(
                 t = time.perf_counter()
                 labels = session.step(frame, annotations.at(count))
                 timings["propagation"] += time.perf_counter() - t
+                stepped += 1
 
                 t = time.perf_counter()
                 write_mask(mask_path(count), labels)
-                save_forward(tmp, count, segmenter.state.model_size_ids())
+                ids = segmenter.state.model_size_ids()
+                save_forward(tmp, count, ids)
                 timings["write_masks"] += time.perf_counter() - t
+                if settle_after is not None and count > settle_after:
+                    agreeing = agreeing + 1 if agrees(ids, previous.forward_ids(count)) else 0
+                    # Not inside a later reverse pass's reach: those frames keep the previous result whole.
+                    if agreeing >= AGREE_FRAMES and all(s.stop >= count for s in spans if s.frame > count):
+                        settled = count
 
                 now = time.perf_counter()
                 preview_due = now - last_preview > 1.0 or count == 0
@@ -348,10 +369,20 @@ def _segment_once(
                         "propagation", count, total, (total - count) / rate, drawn if preview_due else None
                     )
                 )
+                if settled is not None:
+                    break
 
                 t = time.perf_counter()
                 frame = next(frames, None)
                 timings["decode"] += time.perf_counter() - t
+            getattr(frames, "close", lambda: None)()
+            if settled is not None:  # the correction has faded: the rest is the previous version's
+                spans = [span for span in spans if span.frame <= settled]
+                reverse_frames = sum(span.frame - 1 - span.stop for span in spans)
+                for index in range(count, previous.frame_count):
+                    keep_frame(previous, tmp, index, mask_path(index).name)
+                count = max(count, previous.frame_count)
+                total = count + reverse_frames
             if writer is not None:
                 report(Progress("encode", count, count))
                 t = time.perf_counter()
@@ -376,8 +407,10 @@ def _segment_once(
             if previous is None
             else {
                 "version": previous.version,
-                "reused_frames": min(resume_at, count),
-                "recomputed_frames": count - min(resume_at, count) + reverse_frames,
+                "reused_frames": count - stepped,
+                "recomputed_frames": stepped + reverse_frames,
+                # Where the forward pass gave the previous result again and stopped (None: it ran to the end).
+                "settled_at": settled,
             },  # fmt: skip
             "video": {
                 "source": Path(video).name,
@@ -416,9 +449,7 @@ def _segment_once(
             "options": {**options.model_dump(), "weights": options.weights and Path(options.weights).name},
             "online_training": online,
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
-            "propagation_fps": round(
-                (count - min(resume_at, count) + reverse_frames) / max(timings["propagation"], 1e-6), 2
-            ),
+            "propagation_fps": round((stepped + reverse_frames) / max(timings["propagation"], 1e-6), 2),
             "object_stats": {
                 str(k): v for k, v in object_stats(read_csv(tmp / "trajectory.csv"), info.fps).items()
             },
@@ -454,11 +485,11 @@ def _example_frames(annotations: Annotations) -> list[tuple[int, list[int]]]:
 
 
 def _read_annotated(
-    video, info, annotations, spans, model, device, size, options, report, check_cancel, timings
+    video, info, annotations, spans, model, device, size, options, report, check_cancel, timings, previous=None
 ):
-    """Decodes up to the last annotated frame: makes the boxes into masks on their frames, and returns the
-    (frame, labels) examples for online training at the model's size and {frame: model-size frame} for the
-    reverse passes."""
+    """Decodes up to the last annotated frame: makes the boxes into masks on their frames (or keeps the previous
+    version's where its prompts there are the same), and returns the (frame, labels) examples for online training
+    at the model's size and {frame: model-size frame} for the reverse passes."""
     wanted = {frame for frame, _ in _example_frames(annotations)}
     reverse = {t for span in spans for t in range(span.stop + 1, span.frame + 1)}
     last = annotations.frames[-1]
@@ -469,7 +500,10 @@ def _read_annotated(
     try:
         for index, frame in enumerate(frames):
             if index in annotations.frames:
-                if annotations.boxes_at(index) or annotations.strokes_at(index):
+                prompts = [*annotations.boxes_at(index), *annotations.strokes_at(index)]
+                if prompts and previous is not None and previous.made_from_same_prompts(index, prompts):
+                    annotations.resolve(index, previous.annotation(index))
+                elif prompts:
                     made = mask_from_boxes(
                         model, device, frame, annotations.boxes_at(index), size, annotations.strokes_at(index)
                     )

@@ -2,17 +2,20 @@
 
 Every result keeps, under OUT/state/, what a later run needs to carry on from any frame exactly as this one went:
 the decoder as online training left it, each frame's forward result at the model's size (before corrections
-reached back into it), and the labels given at each annotated frame. A run with `previous` reuses the earlier
-decoder (online training is not run again), keeps the earlier masks of every frame that the changed annotations
-cannot reach, resumes the forward pass from the first frame they can, and redoes the reverse passes from there.
-With online training off, that gives the same masks as a full run with the same annotations.
+reached back into it), and the labels given at each annotated frame. A run with `previous` carries the earlier
+decoder on (online training goes on from it, on every annotated frame, for a share of the preset), keeps the
+earlier masks of every frame that the changed annotations cannot reach, resumes the forward pass from the first
+frame they can and redoes the reverse passes from there, and stops the forward pass where it gives the previous
+result again (the correction has faded: `agrees`). With online training off, the masks up to that frame are those
+of a full run with the same annotations.
 """
 
 from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
+import shutil
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +29,11 @@ from .paths import kind_of, user_path
 STATE = "state"
 # Options whose change changes every frame: a run that differs in any of them cannot reuse an earlier result.
 SAME_OPTIONS = ("short_side", "gate", "match", "ablate", "fps", "binarize")
+# A correction's forward pass stops once it has given the previous result again (every object's IoU at least
+# AGREE_IOU) on AGREE_FRAMES frames in a row after the last changed annotation: from there on the correction has
+# faded, and the previous result is kept.
+AGREE_IOU = 0.98
+AGREE_FRAMES = 3
 
 
 def save_decoder(out: Path, decoder: torch.nn.Module) -> None:
@@ -38,6 +46,14 @@ def save_decoder(out: Path, decoder: torch.nn.Module) -> None:
 
 def save_forward(out: Path, index: int, ids: np.ndarray) -> None:
     write_mask(out / STATE / "forward" / f"{index:05d}.png", ids)
+
+
+def keep_frame(previous: Previous, out: Path, index: int, mask_name: str) -> None:
+    """A frame the new version takes unchanged from the previous one: its mask and its forward result."""
+    (out / STATE / "forward").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(previous.folder / "masks" / mask_name, out / "masks" / mask_name)
+    name = f"{index:05d}.png"
+    shutil.copyfile(previous.folder / STATE / "forward" / name, out / STATE / "forward" / name)
 
 
 def save_annotation(out: Path, index: int, labels: np.ndarray) -> None:
@@ -56,11 +72,25 @@ class Previous:
         return int(self.summary.get("version", 1))
 
     @property
+    def frame_count(self) -> int:
+        return int(self.summary["video"]["frame_count"])
+
+    @property
     def annotated_frames(self) -> list[int]:
         return sorted(int(p.stem) for p in (self.folder / STATE / "annotations").glob("*.png"))
 
     def annotation(self, index: int) -> np.ndarray:
         return read_mask(self.folder / STATE / "annotations" / f"{index:05d}.png")
+
+    def made_from_same_prompts(self, frame: int, prompts: list) -> bool:
+        """Whether the previous result's mask at `frame` was made from these prompts (boxes and strokes): then it is
+        kept, not made again by a decoder that online training has moved on since."""
+        def listed(values):
+            return sorted(json.dumps(v, sort_keys=True) for v in values)
+
+        earlier = [p for p in [*self.summary.get("boxes", []), *self.summary.get("strokes", [])] if p["frame"] == frame]
+        now = json.loads(json.dumps([asdict(p) for p in prompts]))  # tuples as the summary's lists
+        return frame in self.annotated_frames and listed(earlier) == listed(now)
 
     def forward_ids(self, index: int) -> np.ndarray:
         return read_mask(self.folder / STATE / "forward" / f"{index:05d}.png")
@@ -106,20 +136,35 @@ def load_previous(path, info, options) -> Previous:
     return Previous(folder, summary)
 
 
-def first_changed(previous: Previous, annotations: Annotations, spans: list[BackwardSpan], count: int) -> int:
-    """The first frame whose mask may differ from the previous result's: the earliest annotation that was added,
-    changed or removed, or the earliest frame a reverse pass from it or after it reaches (old or new). `count`
-    (the video's frames) when nothing changed."""
+def changed_frames(previous: Previous, annotations: Annotations) -> list[int]:
+    """The annotated frames that were added, changed or removed since the previous result, in order."""
     old, new = set(previous.annotated_frames), set(annotations.frames)
-    changed = sorted(f for f in old | new if f not in old or f not in new)
-    for frame in sorted(old & new):
-        if changed and frame >= changed[0]:
-            break
-        if not np.array_equal(previous.annotation(frame), annotations.at(frame)):
-            changed.append(frame)
-            break
+    return sorted(
+        f for f in old | new
+        if f not in old or f not in new or not np.array_equal(previous.annotation(f), annotations.at(f))
+    )  # fmt: skip
+
+
+def first_changed(previous: Previous, annotations: Annotations, count: int) -> int:
+    """The first frame the forward pass must segment again: the earliest annotation that was added, changed or
+    removed, or the earliest frame that a previous reverse pass from it or after it reached (its merged masks may
+    no longer hold). `count` (the video's frames) when nothing changed. A new reverse pass reaching further back
+    needs no forward pass there: the previous masks are what the forward pass would give again, and it merges into
+    them."""
+    changed = changed_frames(previous, annotations)
     if not changed:
         return count
-    first = min(changed)
-    reach = [span.stop + 1 for span in [*spans, *previous.spans()] if span.frame >= first]
-    return min([first, *reach])
+    reach = [span.stop + 1 for span in previous.spans() if span.frame >= changed[0]]
+    return min([changed[0], *reach])
+
+
+def agrees(ids: np.ndarray, earlier: np.ndarray) -> bool:
+    """Whether a frame's forward result (model-size ids) is the previous result's there: every object's IoU at
+    least AGREE_IOU (an object in neither counts as agreeing)."""
+    for object_id in np.union1d(np.unique(ids), np.unique(earlier)):
+        if object_id == 0:
+            continue
+        a, b = ids == object_id, earlier == object_id
+        if np.count_nonzero(a & b) < AGREE_IOU * np.count_nonzero(a | b):
+            return False
+    return True

@@ -69,8 +69,9 @@ def test_corrections_make_versions_that_reuse_the_earlier_ones(client, tiny_clip
     second = client.get(listed["versions"][1]["files"]["summary"]).get_json()
     assert second["version"] == 2 and second["previous"]["version"] == 1
     assert FRAME in second["mask_frames"]
-    # Frames before the reverse pass from the correction reaches are the earlier version's, not computed again.
-    assert 0 < second["previous"]["reused_frames"] < FRAME
+    # The forward pass resumes at the correction: the frames before it are the earlier version's masks, which the
+    # reverse pass from the correction merges into, not computed forward again.
+    assert second["previous"]["reused_frames"] >= FRAME and second["previous"]["recomputed_frames"] > 0
     # Version 1 stays as it was, files and all.
     old = client.get(f"/api/runs/{run_id}/files/summary?version=1").get_json()
     assert old == first

@@ -189,10 +189,12 @@ def test_previous_recomputes_only_what_a_correction_reaches(tmp_path, monkeypatc
     real_step = Segmenter.step
     monkeypatch.setattr(Segmenter, "step", lambda self, *a, **k: steps.append(1) or real_step(self, *a, **k))
     again = segment(clip.video, corrected, tmp_path / "again", STILL, previous=before)
-    # The reverse pass from 12 reaches back to frame 7 (nearer 12 than 0): frames 0-6 are kept as they were.
+    # The forward pass resumes at 12; the reverse pass from there reaches back to frame 7 (nearer 12 than 0) and
+    # merges into the previous masks: frames 0-6 are kept as they were. Object 1 is another shape from 12 on, so
+    # the forward pass never gives the previous result again and runs to the end.
     assert again["version"] == 2
-    assert again["previous"] == {"version": 1, "reused_frames": 7, "recomputed_frames": 9 + 5}
-    assert len(steps) == 9 + 1 + 5  # forward 7-15, the reverse pass's start at 12, then 11 down to 7
+    assert again["previous"] == {"version": 1, "reused_frames": 12, "recomputed_frames": 4 + 5, "settled_at": None}
+    assert len(steps) == 4 + 1 + 5  # forward 12-15, the reverse pass's start at 12, then 11 down to 7
     monkeypatch.setattr(Segmenter, "step", real_step)
 
     full = segment(clip.video, corrected, tmp_path / "full", STILL)
@@ -208,6 +210,30 @@ def test_previous_recomputes_only_what_a_correction_reaches(tmp_path, monkeypatc
     assert (tmp_path / "again" / "trajectory.csv").read_text() == (
         tmp_path / "full" / "trajectory.csv"
     ).read_text()
+
+
+def test_a_correction_that_fades_stops_the_forward_pass(tmp_path, monkeypatch):
+    from segmentation.inference import Segmenter
+
+    clip = make_clip(tmp_path / "clip", n_frames=20, size=(192, 128), n_objects=1, seed=3)
+    before = tmp_path / "before"
+    segment(clip.video, _masks_folder(tmp_path / "m1", clip, {0: 1}), before, STILL)
+    # The correction at frame 8 is what the model had there: three frames after it agree with the previous result.
+    masks = _masks_folder(tmp_path / "m2", clip, {0: 1})
+    shutil.copy(before / "masks" / "00008.png", masks / "00008.png")
+    steps = []
+    real_step = Segmenter.step
+    monkeypatch.setattr(Segmenter, "step", lambda self, *a, **k: steps.append(1) or real_step(self, *a, **k))
+    again = segment(clip.video, masks, tmp_path / "again", STILL, previous=before)
+    assert again["previous"] == {"version": 1, "reused_frames": 8 + 8, "recomputed_frames": 4 + 3, "settled_at": 11}
+    assert len(steps) == 4 + 1 + 3  # forward 8-11, the reverse pass's start at 8, then 7 down to 5
+    assert again["video"]["frame_count"] == 20
+    for t in [*range(5), *range(12, 20)]:  # 5-7: the reverse pass's
+        name = f"{t:05d}.png"
+        assert (tmp_path / "again" / "masks" / name).read_bytes() == (before / "masks" / name).read_bytes(), t
+        assert (tmp_path / "again" / "state" / "forward" / name).is_file()
+    rows = (tmp_path / "again" / "trajectory.csv").read_text().splitlines()
+    assert len(rows) == len((before / "trajectory.csv").read_text().splitlines())
 
 
 def test_previous_carries_the_earlier_decoder_on_with_the_corrections(tmp_path):
@@ -333,3 +359,23 @@ def test_boxes_at_frame_0_and_a_mask_correction_later(tmp_path):
     assert frames_iou(tmp_path / "out", clip.gt_dir, 1, range(12)) >= 0.8
     with pytest.raises(InputError, match="no mask for frame 0"):
         segment(clip.video, masks, tmp_path / "out2", STILL)
+
+
+def test_a_correction_keeps_the_mask_its_unchanged_boxes_made(tmp_path):
+    # Online training moves the decoder on, so the same box would make another mask: the previous one is kept, and
+    # the frames before the correction with it. A box that changed is made into a mask again.
+    clip = make_clip(tmp_path / "clip", n_frames=12, size=(160, 96), n_objects=1, seed=5)
+    box = box_of(read_mask(clip.mask), 1)
+    fast = SegmentOptions(preset="fast", online_seconds=600)
+    before = tmp_path / "before"
+    segment(clip.video, None, before, fast, boxes=[box])
+    masks = _masks_folder(tmp_path / "m", clip, {8: 1})
+    again = segment(clip.video, masks, tmp_path / "again", fast, boxes=[box], previous=before)
+    assert again["previous"]["reused_frames"] >= 8
+    annotation = "state/annotations/00000.png"
+    assert (tmp_path / "again" / annotation).read_bytes() == (before / annotation).read_bytes()
+
+    moved = Box(box.x0, box.y0, box.x1 - 4, box.y1, object_id=1)
+    other = segment(clip.video, masks, tmp_path / "other", fast, boxes=[moved], previous=before)
+    assert other["previous"]["reused_frames"] == 0
+    assert read_mask(tmp_path / "other" / annotation)[:, box.x1 - 3 :].max() == 0  # inside the new box
