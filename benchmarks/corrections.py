@@ -58,9 +58,10 @@ def rounds(seq: Path, start: str, n_rounds: int, options: SegmentOptions, work: 
         per_frame = scores.groupby("frame")[["J", "F"]].mean()
         jf = (per_frame["J"] + per_frame["F"]) / 2
         recomputed = summary["previous"]["recomputed_frames"] if summary["previous"] else len(truth)
+        settled = (summary["previous"] or {}).get("settled_at")
         timings = summary["timings_s"]
         rows.append({"sequence": seq.name, "start": start, "round": n, "JF": 100 * jf.mean(), "seconds": seconds,
-                     "recomputed": recomputed, "online_s": timings["online_training"],
+                     "recomputed": recomputed, "settled_at": -1 if settled is None else settled, "online_s": timings["online_training"],
                      "propagation_s": timings["propagation"], "render_s": timings["render"]})  # fmt: skip
         worst = int(jf.drop(index=[f for f in given if f in jf.index]).idxmin())
         shutil.copy(truth[worst], annotations / f"{worst:05d}.png")  # the true mask there, as a user would draw
