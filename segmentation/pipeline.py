@@ -291,8 +291,8 @@ def _segment_once(
 
         # With a previous version: its masks are kept before `resume_at`, and the forward pass resumes there; it
         # stops (`settled`) where it gives the previous result again after the last changed annotation.
-        resume_at = first_changed(previous, annotations, max(info.frame_count, 1)) if previous else 0
         changed = changed_frames(previous, annotations) if previous else []
+        resume_at = first_changed(previous, changed, max(info.frame_count, 1)) if previous else 0
         settle_after = changed[-1] if changed else None
         spans = [span for span in spans if span.frame >= resume_at]
         kept: dict[

@@ -23,7 +23,8 @@ import torch
 
 from .annotations import Annotations, BackwardSpan
 from .errors import InputError
-from .masks import read_mask, write_mask
+from .evaluate import jaccard
+from .masks import ids_in, read_mask, write_mask
 from .paths import kind_of, user_path
 
 STATE = "state"
@@ -145,13 +146,11 @@ def changed_frames(previous: Previous, annotations: Annotations) -> list[int]:
     )  # fmt: skip
 
 
-def first_changed(previous: Previous, annotations: Annotations, count: int) -> int:
-    """The first frame the forward pass must segment again: the earliest annotation that was added, changed or
-    removed, or the earliest frame that a previous reverse pass from it or after it reached (its merged masks may
-    no longer hold). `count` (the video's frames) when nothing changed. A new reverse pass reaching further back
-    needs no forward pass there: the previous masks are what the forward pass would give again, and it merges into
-    them."""
-    changed = changed_frames(previous, annotations)
+def first_changed(previous: Previous, changed: list[int], count: int) -> int:
+    """The first frame the forward pass must segment again, given the `changed_frames`: the earliest of them, or
+    the earliest frame that a previous reverse pass from it or after it reached (its merged masks may no longer
+    hold). `count` (the video's frames) when nothing changed. A new reverse pass reaching further back needs no
+    forward pass there: the previous masks are what the forward pass would give again, and it merges into them."""
     if not changed:
         return count
     reach = [span.stop + 1 for span in previous.spans() if span.frame >= changed[0]]
@@ -161,10 +160,4 @@ def first_changed(previous: Previous, annotations: Annotations, count: int) -> i
 def agrees(ids: np.ndarray, earlier: np.ndarray) -> bool:
     """Whether a frame's forward result (model-size ids) is the previous result's there: every object's IoU at
     least AGREE_IOU (an object in neither counts as agreeing)."""
-    for object_id in np.union1d(np.unique(ids), np.unique(earlier)):
-        if object_id == 0:
-            continue
-        a, b = ids == object_id, earlier == object_id
-        if np.count_nonzero(a & b) < AGREE_IOU * np.count_nonzero(a | b):
-            return False
-    return True
+    return all(jaccard(ids == o, earlier == o) >= AGREE_IOU for o in {*ids_in(ids), *ids_in(earlier)})
