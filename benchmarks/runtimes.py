@@ -4,7 +4,9 @@ as a ratio to the optical-flow baseline measured beside it, and the mean IoU bet
 PyTorch's (adopt when >= 0.99 and J&F within 0.2).
 
 Online training runs in PyTorch on every runtime, for the preset's iterations (its time cap set out of reach),
-so the only difference between the rows is what computed the frozen features.
+so the only difference between the rows is what computed the frozen features. A runtime written `NAME:fp32`
+runs with STCNN_FP32=1 (fp32 everywhere, online training included), so `openvino:fp32 openvino` compares bf16
+with fp32 on a CPU that has bf16.
 
 Usage: python benchmarks/runtimes.py DATA --sequences car-turn dance-jump [--runtimes torch openvino]
 """
@@ -12,6 +14,7 @@ Usage: python benchmarks/runtimes.py DATA --sequences car-turn dance-jump [--run
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 from pathlib import Path
 
@@ -32,7 +35,9 @@ def main() -> None:
     out = Path(tempfile.mkdtemp(prefix="stcnn-runtimes-"))
     tables = {}
     for runtime in args.runtimes:
-        options = {"runtime": runtime, "preset": args.preset, "online_seconds": 3600}
+        name, _, precision = runtime.partition(":")
+        os.environ["STCNN_FP32"] = "1" if precision == "fp32" else "0"
+        options = {"runtime": name, "preset": args.preset, "online_seconds": 3600}
         tables[runtime] = run_benchmark(args.data, args.sequences, options, out=str(out / runtime)).set_index(
             "sequence"
         )

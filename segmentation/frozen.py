@@ -1,6 +1,7 @@
 """The frozen per-frame work on a deployment runtime: the backbone and the temporal branch, which online training
-never changes, converted once per model and internal size and run by OpenVINO in fp32, while the decoder (which
-online training tunes per video) stays in PyTorch.
+never changes, converted once per model and internal size and run by OpenVINO (in bf16 on CPUs that compute it
+natively, fp32 elsewhere: runtime.native_bf16), while the decoder (which online training tunes per video) stays in
+PyTorch.
 
     encode = encoder_for(model, device, size, "auto")
     features, temporal = encode(frame, previous)      # the same tensors as model.encode's first two
@@ -30,6 +31,7 @@ from torch import nn
 from .backbone import FEATURE_CHANNELS
 from .model import DELTA, STCNN
 from .options import RUNTIMES
+from .runtime import native_bf16
 
 FORMAT = 1  # of the cached graphs: bump when what is exported changes
 log = logging.getLogger(__name__)
@@ -52,7 +54,7 @@ class Frozen(nn.Module):
 
 
 class TorchEncoder:
-    runtime = "torch"
+    runtime, precision = "torch", "fp32"
 
     def __init__(self, model: STCNN):
         self.model = model
@@ -67,14 +69,15 @@ class OpenVinoEncoder:
 
     runtime = "openvino"
 
-    def __init__(self, graph: Path):
+    def __init__(self, graph: Path, precision: str):
         import openvino
 
+        self.precision = precision
         config = {
             "INFERENCE_NUM_THREADS": torch.get_num_threads(),  # the same share of the CPU as PyTorch's
             "PERFORMANCE_HINT": "LATENCY",
-            # fp32 as PyTorch computes it: OpenVINO otherwise picks bf16 on CPUs that have it, which changes masks.
-            "INFERENCE_PRECISION_HINT": "f32",
+            # Said either way: OpenVINO's own choice would be bf16 on any CPU that has it, STCNN_FP32 or not.
+            "INFERENCE_PRECISION_HINT": {"bf16": "bf16", "fp32": "f32"}[precision],
             "CACHE_DIR": str(graph.parent),  # the compiled graph too: the next process loads it instead
         }
         self.compiled = openvino.Core().compile_model(str(graph), "CPU", config)
@@ -102,9 +105,10 @@ def encoder_for(model: STCNN, device: torch.device, size: tuple[int, int], runti
     if wanted == "torch":
         return TorchEncoder(model)
     cache = _encoders.setdefault(model.backbone, {})
-    key = (tuple(size), wanted)
+    precision = "bf16" if native_bf16(device) else "fp32"
+    key = (tuple(size), wanted, precision)
     if key not in cache:
-        cache[key] = _load(model, size, wanted)  # None where it failed: warned once, not tried again
+        cache[key] = _load(model, size, wanted, precision)  # None where it failed: warned once, not tried again
     return cache[key] or TorchEncoder(model)
 
 
@@ -120,11 +124,11 @@ def _resolve(runtime: str, device: torch.device) -> str:
     return "openvino"
 
 
-def _load(model: STCNN, size: tuple[int, int], runtime: str) -> OpenVinoEncoder | None:
+def _load(model: STCNN, size: tuple[int, int], runtime: str, precision: str) -> OpenVinoEncoder | None:
     """The runtime's encoder, or None (with a warning) where it cannot run. Nothing cached holds the model: the
     cache's key is its backbone, which a reference from the value would keep alive."""
     try:
-        return OpenVinoEncoder(_graph(model, size))
+        return OpenVinoEncoder(_graph(model, size), precision)
     except Exception as error:  # a missing or broken runtime must not stop a run: PyTorch computes the same
         warnings.warn(f"{runtime} is not usable here, running the model in PyTorch ({error})", stacklevel=3)
         return None

@@ -11,7 +11,6 @@ gated region, the decoder also runs only on windows around the objects (`crop_wi
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from .data import deform_mask, paint_out
 from .inference import gate_region
 from .masks import ids_in
 from .model import DELTA, STCNN, normalise, segmentation_loss
+from .runtime import native_bf16
 
 
 @dataclass(frozen=True)
@@ -44,14 +44,6 @@ PRESETS = {
 POOL = 24  # augmented images whose features are computed once
 BATCH = 4
 CROP_STEP = 32  # crops start and end on the coarsest feature stride, so every level crops to whole cells
-
-
-def fast_bf16(device: torch.device) -> bool:
-    """Whether the decoder trains in bfloat16 (weights and updates stay fp32): on a CPU that computes it natively
-    (AVX512-BF16 or AMX), where it nearly halves the time of an iteration; STCNN_ONLINE_FP32=1 turns it off."""
-    if device.type != "cpu" or os.environ.get("STCNN_ONLINE_FP32") == "1":
-        return False
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def budget_for(preset: str, device: torch.device, seconds: float | None = None) -> OnlineBudget:
@@ -175,7 +167,7 @@ def fine_tune(
             pool_features[i] = [_crop(f, window, height) for f in pool_features[i]]
             pool_temporal[i] = [_crop(t, window, height) for t in pool_temporal[i]]
             pool_labels[i] = pool_labels[i][window]
-    bf16 = fast_bf16(device)
+    bf16 = native_bf16(device)  # fp32 weights and updates; nearly halves an iteration's time
     parameters = list(model.decoder.parameters())
     optimiser = torch.optim.Adam(parameters, lr=5e-5)
     rng = np.random.default_rng(seed)

@@ -441,6 +441,7 @@ def _segment_once(
                 },
                 "internal_size": list(size),
                 "runtime": segmenter.encode.runtime,  # what ran the frozen part (segmentation/frozen.py)
+                "precision": segmenter.encode.precision,
             },
             "overlay_size": list(shown),
             # Earlier attempts that ran out of GPU memory, each with the device and size it had.

@@ -1,9 +1,11 @@
-"""Process-wide run-time choices: the allocator setting that makes CPU inference fast, and the device."""
+"""Process-wide run-time choices: the allocator setting that makes CPU inference fast, the device, and where
+bfloat16 is used."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 
 import torch
 
@@ -32,3 +34,12 @@ def pick_device(name: str = "auto") -> torch.device:
 
         raise InputError("--device cuda asked for, but no CUDA GPU is available (use --device auto or cpu)")
     return torch.device(name)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether the engine computes in bfloat16 where it measured the same masks (online training's decoder and
+    OpenVINO's frozen part; the model card has the figures): on a CPU that does bf16 natively (AVX512-BF16 or
+    AMX). Elsewhere, and with STCNN_FP32=1, everything is fp32."""
+    if torch.device(device).type != "cpu" or os.environ.get("STCNN_FP32") == "1":
+        return False
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())

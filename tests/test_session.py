@@ -49,11 +49,11 @@ def test_sessions_track_and_keep_their_own_decoders(tmp_path):
     assert a.segmenter.encode is b.segmenter.encode and a.segmenter.encode.runtime == "openvino"
 
 
-def test_fp32_online_training_when_asked(tmp_path, monkeypatch):
-    monkeypatch.setenv("STCNN_ONLINE_FP32", "1")
+def test_fp32_everywhere_when_asked(tmp_path, monkeypatch):
+    monkeypatch.setenv("STCNN_FP32", "1")
     frames, truth = _clip(tmp_path, 3)
     session = build_segmenter(device="cpu", options={"preset": "fast"}).start(frames[0], mask=truth[0])
-    assert session.online_training["precision"] == "fp32"
+    assert session.online_training["precision"] == "fp32" and session.segmenter.encode.precision == "fp32"
     assert jaccard(session.step(frames[1]) == 1, truth[1] == 1) >= 0.8
 
 
