@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -27,12 +28,13 @@ import pandas as pd
 
 from segmentation.frozen import TorchEncoder
 
-CONFIGS = [  # name, tuned allocator, channels_last, runtime
-    ("PyTorch, default allocator", False, False, "torch"),
-    ("PyTorch, default allocator + channels_last", False, True, "torch"),
-    ("PyTorch, tuned allocator", True, False, "torch"),
-    ("PyTorch, tuned allocator + channels_last (--runtime torch)", True, True, "torch"),
-    ("OpenVINO, tuned allocator (shipped: auto)", True, False, "openvino"),
+CONFIGS = [  # name, tuned allocator, channels_last, runtime, STCNN_FP32
+    ("PyTorch, default allocator", False, False, "torch", "1"),
+    ("PyTorch, default allocator + channels_last", False, True, "torch", "1"),
+    ("PyTorch, tuned allocator", True, False, "torch", "1"),
+    ("PyTorch, tuned allocator + channels_last (--runtime torch)", True, True, "torch", "1"),
+    ("OpenVINO fp32, tuned allocator", True, False, "openvino", "1"),
+    ("OpenVINO, bf16 where the CPU has it (shipped: auto)", True, False, "openvino", "0"),
 ]
 WIDTH, HEIGHT = 854, 480
 
@@ -154,11 +156,11 @@ def main() -> None:
         print(json.dumps(measure(tuned, channels_last, runtime, args.frames, args.size)))
         return
     rows = []
-    for name, tuned, channels_last, runtime in CONFIGS:
+    for name, tuned, channels_last, runtime, fp32 in CONFIGS:
         out = subprocess.run(
             [sys.executable, __file__, "--frames", str(args.frames), "--size", str(args.size),
              "--one", json.dumps([tuned, channels_last, runtime])],
-            capture_output=True, text=True,
+            capture_output=True, text=True, env={**os.environ, "STCNN_FP32": fp32},
         )  # fmt: skip
         if out.returncode:  # a runtime that is not installed: say so, measure the rest
             rows.append({"configuration": f"{name}: {out.stderr.strip().splitlines()[-1]}"})
