@@ -204,7 +204,8 @@ class Segmenter:
             probs = self._predict(x)  # (K, h, w) for known objects
         else:
             probs = None
-        # Objects in the given mask override the prediction where they are drawn.
+        # Objects in the given mask are what it draws them as, nowhere else; the others keep the prediction where
+        # nothing is drawn.
         state.object_ids = state.object_ids + new_ids
         k = len(state.object_ids)
         if probs is None:
@@ -214,7 +215,8 @@ class Segmenter:
         if mask is not None:
             given_onehot = self._one_hot(mask, state.object_ids)[:, 0]
             drawn = given_onehot.sum(0, keepdim=True) > 0
-            probs = torch.where(drawn, given_onehot, probs * ~drawn)
+            redrawn = torch.tensor([i in given for i in state.object_ids], device=self.device)[:, None, None]
+            probs = torch.where(drawn | redrawn, given_onehot, probs)
 
         if mask is not None and given and self.match and remember:
             self._remember(x, mask, given)

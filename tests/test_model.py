@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from segmentation.backbone import EfficientNetLite0, load_imagenet
 from segmentation.inference import Segmenter, gate_region, model_size
+from segmentation.masks import read_first_mask
 from segmentation.model import DELTA, STCNN
+from segmentation.synthetic import make_clip
+from segmentation.video import iter_frames
 from segmentation.weights import load_model
 
 
@@ -63,6 +67,20 @@ def test_a_mask_given_later_adds_an_object():
     out2 = segmenter.step(frames[2], later)
     assert segmenter.state.object_ids == [1, 3]
     assert (out2[40:60, 60:90] == 3).all()
+
+
+def test_an_object_redrawn_later_is_only_where_it_is_drawn(tmp_path):
+    clip = make_clip(tmp_path, n_frames=3, size=(160, 96), n_objects=2, seed=3)
+    frames, first = list(iter_frames(clip.video)), read_first_mask(clip.mask)
+    model, _ = load_model()
+    segmenter = Segmenter(model, torch.device("cpu"), model_size(160, 96))
+    segmenter.step(frames[0], first)
+    seen = segmenter.step(frames[1])
+    assert (seen == 1).sum() > 100  # the model follows object 1
+    # A correction of object 1 alone, smaller than where the model sees it: object 1 is that and nothing more.
+    fix = np.where(cv2.erode((seen == 1).astype(np.uint8), np.ones((7, 7), np.uint8)) > 0, 1, 0).astype(np.uint8)
+    out = segmenter.step(frames[2], fix)
+    assert np.array_equal(out == 1, fix == 1)
 
 
 def test_ablations_cut_the_decoder_off_from_that_input():
