@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import struct
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -363,9 +364,9 @@ def write_mask(path, labels: np.ndarray) -> None:
     img.putpalette(PALETTE)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Level 1: masks are mostly flat runs, which any level packs well, and the default level's extra effort is
-    # paid on every frame of a long 1080p video.
-    img.save(path, format="PNG", compress_level=1)
+    # Masks are long runs of one value: zlib's run-length strategy packs them into files less than half the size
+    # of the default strategy's at level 1, and no slower (it never searches for matches, whatever the level).
+    img.save(path, format="PNG", compress_level=9, compress_type=zlib.Z_RLE)
 
 
 def read_mask(path) -> np.ndarray:
