@@ -129,7 +129,7 @@ def _load(model: STCNN, size: tuple[int, int], runtime: str, precision: str) -> 
     cache's key is its backbone, which a reference from the value would keep alive."""
     try:
         return OpenVinoEncoder(_graph(model, size), precision)
-    except Exception as error:  # a missing or broken runtime must not stop a run: PyTorch computes the same
+    except Exception as error:  # a missing or broken runtime must not stop a run: PyTorch computes the same in fp32
         warnings.warn(f"{runtime} is not usable here, running the model in PyTorch ({error})", stacklevel=3)
         return None
 

@@ -24,7 +24,8 @@ def clip(tmp_path_factory):
     return list(iter_frames(made.video)), read_first_mask(made.mask)
 
 
-def masks_by_runtime(clip) -> dict[str, np.ndarray]:
+def masks_by_runtime(clip) -> dict[str, tuple[np.ndarray, str]]:
+    """Per runtime: the clip's masks and the precision the frozen part ran in."""
     frames, first = clip
     results = {}
     for runtime in ("torch", "auto"):
