@@ -22,7 +22,7 @@ from .backbone import load_imagenet
 from .data import JointSamples, Sequence, first_frame_size, load_sequence, sequence_dirs
 from .inference import Segmenter, model_size
 from .model import DELTA, STCNN, FrameDiscriminator, normalise, segmentation_loss
-from .runtime import pick_device
+from .runtime import native_bf16, pick_device
 from .weights import load_model, save_weights
 
 
@@ -114,6 +114,7 @@ class Trainer:
             weight_decay=1e-4,
         )
         self.base_lrs = [g["lr"] for g in self.opt_joint.param_groups]
+        self.bf16 = native_bf16(device)  # the joint stage's forward pass; weights, loss and updates stay fp32
         self.stage, self.iteration = "temporal", 0
         self.history: list[dict] = []
         self.started = time.time()
@@ -175,10 +176,11 @@ class Trainer:
                 base * min(1.0, (self.iteration + 1) / 200) * 0.5 * (1 + math.cos(math.pi * progress))
             )
         previous, frame, previous_mask, mask = to_batch(samples.batch(self.config.batch), self.device)
-        features, temporal, predicted = self.model.encode(frame, previous)
-        logits = self.model.decode(features, temporal, previous_mask)
-        seg = segmentation_loss(logits, mask)
-        loss = seg + 0.1 * F.mse_loss(predicted, frame)  # keeps the temporal branch a frame predictor
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            features, temporal, predicted = self.model.encode(frame, previous)
+            logits = self.model.decode(features, temporal, previous_mask)
+        seg = segmentation_loss([logit.float() for logit in logits], mask)
+        loss = seg + 0.1 * F.mse_loss(predicted.float(), frame)  # keeps the temporal branch a frame predictor
         self.opt_joint.zero_grad()
         loss.backward()
         self.opt_joint.step()
@@ -247,6 +249,7 @@ class Trainer:
             "stage": self.stage,
             "iteration": self.iteration,
             "stopped_early": stopped_early,
+            "precision": "bf16" if self.bf16 else "fp32",  # of the joint stage's forward pass
             "config": asdict(self.config),
             "last_validation": next((h["val"] for h in reversed(self.history) if "val" in h), None),
         }

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import cv2
 import torch
 
+from segmentation.runtime import native_bf16
 from segmentation.synthetic import make_clip
 from segmentation.train import TrainConfig, train
 from segmentation.weights import load_model
@@ -38,6 +40,9 @@ def test_train_checkpoints_validates_resumes_and_exports(tmp_path):
     assert 0 <= history[-1]["val"]["JF"] <= 1 and history[-1]["val"]["sequences"][0]["sequence"] == "beta"
     model, meta = load_model(tmp_path / "w.pt")
     assert meta["stage"] == "joint" and meta["iteration"] == 2
+    # bf16 where the CPU computes it natively (runtime.native_bf16), with fp32 weights and a finite loss.
+    assert meta["precision"] == ("bf16" if native_bf16(torch.device("cpu")) else "fp32")
+    assert math.isfinite(history[-1]["loss"]) and history[-1]["loss"] > 0
     assert all(p.dtype == torch.float32 for p in model.parameters())
 
     config.joint_iters = 3  # resume carries on from iteration 2 of the joint stage
