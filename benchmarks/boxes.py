@@ -4,7 +4,7 @@ For each sequence's first frame (and, with --every N, every Nth frame after), a 
 goes through the product's own `prompts.mask_from_boxes`; prints the IoU against the true mask per sequence and the
 mean, next to the IoU of the filled box (what a user would get without the model). Quality only: no timing, so any machine gives the same table.
 
-Usage: python benchmarks/boxes.py [DATA] [--sequences ...] [--every N]
+Usage: python benchmarks/boxes.py [DATA] [--sequences ...] [--every N] [--weights W]
 """
 
 from __future__ import annotations
@@ -26,17 +26,10 @@ from segmentation.weights import load_model
 UNSEEN = ["car-turn", "dance-jump", "kite-walk", "motocross-bumps", "stroller", "bear", "hike", "rhino", "train"]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", nargs="?", default="../shared/data/davis2016-train")
-    parser.add_argument("--sequences", nargs="*", help="default: every sequence in DATA")
-    parser.add_argument("--every", type=int, default=0, help="also every Nth later frame (default: the first only)")
-    args = parser.parse_args()
-    root = Path(args.data)
-    names = args.sequences or sorted(p.name for p in root.iterdir() if (p / "masks").is_dir())
-    model, _ = load_model()
+def box_table(model, root: Path, names: list[str], every: int = 0) -> pd.DataFrame:
+    """One row per boxed frame: IoU of the filled box and of the model's mask from it, against the true mask."""
     rows = []
-    for name, index, frame, truth in _frames(root, names, args.every):
+    for name, index, frame, truth in _frames(root, names, every):
         boxes, filled = [], np.zeros_like(truth)
         for object_id in ids_in(truth):
             ys, xs = np.nonzero(truth == object_id)
@@ -50,7 +43,20 @@ def main() -> None:
             "box as the mask": np.mean([jaccard(filled == b.object_id, truth == b.object_id) for b in boxes]),
             "model from the box": np.mean([jaccard(made == b.object_id, truth == b.object_id) for b in boxes]),
         })  # fmt: skip
-    table = pd.DataFrame(rows)
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", nargs="?", default="../shared/data/davis2016-train")
+    parser.add_argument("--sequences", nargs="*", help="default: every sequence in DATA")
+    parser.add_argument("--every", type=int, default=0, help="also every Nth later frame (default: the first only)")
+    parser.add_argument("--weights", default=None, help="default: the shipped weights, or STCNN_WEIGHTS")
+    args = parser.parse_args()
+    root = Path(args.data)
+    names = args.sequences or sorted(p.name for p in root.iterdir() if (p / "masks").is_dir())
+    model, _ = load_model(args.weights)
+    table = box_table(model, root, names, args.every)
     per_sequence = table.groupby(["sequence", "never trained on"], as_index=False).agg(
         frames=("frame", "size"), **{c: (c, "mean") for c in ("box as the mask", "model from the box")}
     )

@@ -81,10 +81,35 @@ def mean_iou(out: Path, truth: list[np.ndarray], starts: dict[int, int]) -> floa
     return float(np.mean(scores))
 
 
-def main() -> None:
+def make_clips(work: Path, davis: str | None) -> list[tuple]:
+    """(name, video, masks, truth, start frame per object) for each synthetic clip and, with DAVIS data, composite."""
     from segmentation.masks import read_mask
-    from segmentation.pipeline import SegmentOptions, segment
     from segmentation.synthetic import make_clip
+
+    clips = []
+    for name, spec in SYNTHETIC.items():
+        clip = make_clip(work / name.replace(" ", "_").replace(",", ""), **spec)
+        truth = [read_mask(p) for p in sorted(clip.gt_dir.glob("*.png"))]
+        starts = {obj: spec.get("appear_at", {}).get(obj, 0) for obj in range(1, spec["n_objects"] + 1)}
+        clips.append((name, clip.video, clip.masks_dir or clip.mask, truth, starts))
+    if davis:
+        for a, b in COMPOSITES:
+            video, mask, truth = composite(work / f"{a}+{b}", Path(davis), a, b)
+            clips.append((f"DAVIS {b} into {a}", video, mask, truth, {1: 0, 2: 0}))
+    return clips
+
+
+def clip_iou(clip: tuple, options, out: Path) -> float:
+    """Segments one clip of `make_clips` with `options` and scores it with `mean_iou`."""
+    from segmentation.pipeline import segment
+
+    _, video, masks, truth, starts = clip
+    segment(video, masks, out, options.replace(overwrite=True))
+    return mean_iou(out, truth, starts)
+
+
+def main() -> None:
+    from segmentation.pipeline import SegmentOptions
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--davis", default=None, help="DAVIS-layout data for the real-footage composites")
@@ -93,27 +118,13 @@ def main() -> None:
     args = parser.parse_args()
     variants = {k: v for k, v in VARIANTS.items() if not args.only or any(s in k for s in args.only)}
     work = Path(tempfile.mkdtemp(prefix="stcnn-multi-"))
-
-    clips = []  # (name, video, masks, truth, start frame per object)
-    for name, spec in SYNTHETIC.items():
-        clip = make_clip(work / name.replace(" ", "_").replace(",", ""), **spec)
-        truth = [read_mask(p) for p in sorted(clip.gt_dir.glob("*.png"))]
-        starts = {obj: spec.get("appear_at", {}).get(obj, 0) for obj in range(1, spec["n_objects"] + 1)}
-        clips.append((name, clip.video, clip.masks_dir or clip.mask, truth, starts))
-    if args.davis:
-        for a, b in COMPOSITES:
-            video, mask, truth = composite(work / f"{a}+{b}", Path(args.davis), a, b)
-            clips.append((f"DAVIS {b} into {a}", video, mask, truth, {1: 0, 2: 0}))
-
     rows = []
-    for name, video, masks, truth, starts in clips:
-        row = {"clip": name}
+    for clip in make_clips(work, args.davis):
+        row = {"clip": clip[0]}
         for variant, (match, gated) in variants.items():
             ablate = () if gated else ("online_gate",)  # the plain online loss, inference still gated
-            options = SegmentOptions(online_seconds=args.online_seconds, match=match, ablate=ablate, overwrite=True)
-            out = work / "out"
-            segment(video, masks, out, options)
-            row[variant] = 100 * mean_iou(out, truth, starts)
+            options = SegmentOptions(online_seconds=args.online_seconds, match=match, ablate=ablate)
+            row[variant] = 100 * clip_iou(clip, options, work / "out")
         print(", ".join(f"{k}: {v:.1f}" if isinstance(v, float) else v for k, v in row.items()), flush=True)
         rows.append(row)
     table = pd.DataFrame(rows)
