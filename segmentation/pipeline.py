@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import platform
 import shutil
@@ -19,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import torch
@@ -45,6 +47,7 @@ from .versions import (
     first_changed,
     keep_frame,
     load_previous,
+    overlay_reuse,
     save_annotation,
     save_decoder,
     save_forward,
@@ -52,6 +55,7 @@ from .versions import (
 from .video import VideoWriter, iter_frames, probe
 from .weights import load_for_inference, weights_path
 
+log = logging.getLogger(__name__)
 STAGES = ("decode", "online training", "propagation", "encode", "done")
 # The overlay is for watching in a browser: 4K/8K sources are drawn at this long side (masks keep full size),
 # which keeps the encoder's memory and time bounded and the H.264 level playable everywhere.
@@ -393,8 +397,10 @@ def _segment_once(
         for span in spans:
             done = _reverse_pass(span, segmenter, annotations, cached, mask_path, (info.width, info.height),
                                  timings, check_cancel, lambda n: report(Progress("propagation", n, total)), done)  # fmt: skip
+        overlay_reused = 0
         if writer is None:
-            rows = _render(video, options, info, shown, count, mask_path, object_ids, tmp, timings, report)
+            rows, overlay_reused = _render(video, options, info, shown, count, mask_path, object_ids, tmp, timings,
+                                           report, previous)  # fmt: skip
         cached.clear()
 
         write_csv(rows, tmp / "trajectory.csv")
@@ -411,6 +417,8 @@ def _segment_once(
                 "recomputed_frames": stepped + reverse_frames,
                 # Where the forward pass gave the previous result again and stopped (None: it ran to the end).
                 "settled_at": settled,
+                # Frames of the overlay and trajectory copied from it, not drawn again (versions.overlay_reuse).
+                "overlay_reused_frames": overlay_reused,
             },  # fmt: skip
             "video": {
                 "source": Path(video).name,
@@ -563,18 +571,42 @@ def _reverse_pass(
     return done
 
 
-def _render(video, options, info, shown, count, mask_path, object_ids, tmp, timings, report) -> list[dict]:
-    """The overlay video and trajectory rows from the final masks (after corrections changed earlier frames)."""
-    rows: list[dict] = []
+def _render(video, options, info, shown, count, mask_path, object_ids, tmp, timings, report, previous=None):
+    """The overlay video and trajectory rows from the final masks (after corrections changed earlier frames), and
+    how many frames of them were copied from `previous` (versions.overlay_reuse) instead of drawn again."""
     t = time.perf_counter()
+    reuse = None
+    if previous is not None:
+        try:
+            names = [mask_path(index).name for index in range(count)]
+            reuse = overlay_reuse(previous, tmp / "masks", names, object_ids, shown)
+            if reuse is not None:
+                rows = _draw_overlay(video, options, info, shown, count, mask_path, object_ids, tmp, report, reuse)
+        except (ValueError, InputError, av.FFmpegError) as error:  # its files would not splice: draw it all
+            log.warning("drawing the whole overlay again: %s", error)
+            reuse = None
+    if reuse is None:
+        rows = _draw_overlay(video, options, info, shown, count, mask_path, object_ids, tmp, report, None)
+    timings["render"] += time.perf_counter() - t
+    return rows, 0 if reuse is None else count - (reuse.stop - reuse.start)
+
+
+def _draw_overlay(video, options, info, shown, count, mask_path, object_ids, tmp, report, reuse):
+    start, stop = (reuse.start, reuse.stop) if reuse else (0, count)
+    rows: list[dict] = []
     with VideoWriter(tmp / "overlay.mp4", *shown, info.fps) as writer:
-        for index, frame in zip(range(count), iter_frames(video, fps=options.fps)):
+        if start > 0:
+            writer.copy(reuse.overlay, 0, start)
+        frames = iter_frames(video, fps=options.fps, start=start)
+        for index, frame in zip(range(start, stop), frames):
             labels = read_mask(mask_path(index))
             writer.write(_draw(frame, labels, shown))
             rows.extend(frame_rows(index, index / info.fps, labels, object_ids))
-            report(Progress("encode", index + 1, count))
-    timings["render"] += time.perf_counter() - t
-    return rows
+            report(Progress("encode", index + 1 - start, stop - start))
+        getattr(frames, "close", lambda: None)()
+        if stop < count:
+            writer.copy(reuse.overlay, stop, count)
+    return reuse.rows(rows) if reuse else rows
 
 
 def _publish(tmp: Path, out_dir: Path) -> None:

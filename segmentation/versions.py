@@ -7,7 +7,8 @@ decoder on (online training goes on from it, on every annotated frame, for a sha
 earlier masks of every frame that the changed annotations cannot reach, resumes the forward pass from the first
 frame they can and redoes the reverse passes from there, and stops the forward pass where it gives the previous
 result again (the correction has faded: `agrees`). With online training off, the masks up to that frame are those
-of a full run with the same annotations.
+of a full run with the same annotations. The overlay video and the trajectory are drawn again only around the
+frames whose masks changed (`overlay_reuse`); the rest is copied from the previous version.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .annotations import Annotations, BackwardSpan
@@ -26,6 +28,8 @@ from .errors import InputError
 from .evaluate import jaccard
 from .masks import ids_in, read_mask, write_mask
 from .paths import kind_of, user_path
+from .trajectory import read_csv
+from .video import keyframes
 
 STATE = "state"
 # Options whose change changes every frame: a run that differs in any of them cannot reuse an earlier result.
@@ -161,3 +165,53 @@ def agrees(ids: np.ndarray, earlier: np.ndarray) -> bool:
     """Whether a frame's forward result (model-size ids) is the previous result's there: every object's IoU at
     least AGREE_IOU (an object in neither counts as agreeing)."""
     return all(jaccard(ids == o, earlier == o) >= AGREE_IOU for o in {*ids_in(ids), *ids_in(earlier)})
+
+
+@dataclass
+class OverlayReuse:
+    """Frames [start, stop) are drawn and encoded again; the others are the previous version's overlay and
+    trajectory rows, copied (start and stop are keyframes of its overlay, or its end)."""
+
+    start: int
+    stop: int
+    overlay: Path  # the previous version's
+    trajectory: pd.DataFrame  # the previous version's rows
+
+    def rows(self, drawn: list[dict]) -> pd.DataFrame:
+        """The whole trajectory: the previous rows around those of the frames drawn again."""
+        before = self.trajectory[self.trajectory["frame"] < self.start]
+        after = self.trajectory[self.trajectory["frame"] >= self.stop]
+        parts = [before, *([pd.DataFrame(drawn, columns=before.columns)] if drawn else []), after]
+        return pd.concat(parts, ignore_index=True)
+
+
+def overlay_reuse(
+    previous: Previous, masks: Path, names: list[str], object_ids: list[int], shown: tuple[int, int]
+) -> OverlayReuse | None:
+    """What of the previous version's overlay and trajectory a new version with these final `masks` (one file
+    name per frame) can copy: everything outside the keyframe-aligned run of frames from the first to the last
+    mask that differs. None where nothing can be: another overlay size, other objects, files missing."""
+    folder = previous.folder
+    overlay, trajectory = folder / "overlay.mp4", folder / "trajectory.csv"
+    if previous.summary.get("overlay_size") != list(shown) or previous.frame_count != len(names):
+        return None
+    if not (overlay.is_file() and trajectory.is_file()):
+        return None
+    earlier = read_csv(trajectory)
+    if earlier["object_id"].unique().tolist() != list(object_ids):
+        return None
+    # The same mask file is the same overlay frame and the same trajectory rows: masks are written deterministically.
+    changed = [i for i, name in enumerate(names) if not _same_bytes(masks / name, folder / "masks" / name)]
+    if not changed:
+        return OverlayReuse(len(names), len(names), overlay, earlier)
+    starts = keyframes(overlay)
+    start = max((k for k in starts if k <= changed[0]), default=0)
+    stop = min((k for k in starts if k > changed[-1]), default=len(names))
+    return OverlayReuse(start, stop, overlay, earlier)
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    try:
+        return a.read_bytes() == b.read_bytes()
+    except OSError:
+        return False

@@ -239,10 +239,12 @@ def probe(source, fps: float | None = None) -> VideoInfo:
     return _probe_file(path)
 
 
-def _iter_folder(folder: Path) -> Iterator[np.ndarray]:
+def _iter_folder(folder: Path, start: int = 0) -> Iterator[np.ndarray]:
     files = _folder_frames(folder)
     size = None
     for index, path in enumerate(files):
+        if index < start:
+            continue
         try:
             with Image.open(path) as img:
                 rgb = np.asarray(img.convert("RGB"))
@@ -255,7 +257,7 @@ def _iter_folder(folder: Path) -> Iterator[np.ndarray]:
         yield rgb
 
 
-def _iter_file(path: Path) -> Iterator[np.ndarray]:
+def _iter_file(path: Path, start: int = 0) -> Iterator[np.ndarray]:
     with _open_video(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"  # frame + slice threads: decoding is the bottleneck on CPU
@@ -266,6 +268,9 @@ def _iter_file(path: Path) -> Iterator[np.ndarray]:
             for frame in container.decode(stream):
                 if size is None:
                     size = (frame.width, frame.height)
+                if index < start:  # decoded (H.264 needs it) but not converted
+                    index += 1
+                    continue
                 # Rescale the rare mid-stream resolution change so every frame matches the probed size.
                 rgb = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
                 yield _to_display(rgb, _clockwise(frame))
@@ -284,15 +289,15 @@ def _iter_file(path: Path) -> Iterator[np.ndarray]:
         raise InputError(f"{path.name}: the video stream has no frames")
 
 
-def iter_frames(source, fps: float | None = None) -> Iterator[np.ndarray]:
-    """Stream RGB uint8 (H, W, 3) frames in display orientation, one at a time.
+def iter_frames(source, fps: float | None = None, start: int = 0) -> Iterator[np.ndarray]:
+    """Stream RGB uint8 (H, W, 3) frames in display orientation, one at a time, from frame `start` on.
 
     ``fps`` is accepted for symmetry with :func:`probe`; it does not change which frames come out.
     """
     path = _existing(source)
     if path.is_dir():
-        return _iter_folder(path)
-    return _iter_file(path)
+        return _iter_folder(path, start)
+    return _iter_file(path, start)
 
 
 def _rate(fps: float) -> Fraction:
@@ -302,10 +307,28 @@ def _rate(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(1001)
 
 
+KEYFRAME_SECONDS = 2  # a keyframe at least this often: a seek decodes little, and a new version can splice
+
+
+def keyframes(path) -> list[int]:
+    """The frame indices where an mp4 written by VideoWriter starts a closed group of pictures (read from the
+    container's index, nothing decoded): where `VideoWriter.copy` may start or stop."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+        return [
+            round(packet.pts * packet.time_base * rate)
+            for packet in container.demux(stream)
+            if packet.pts is not None and packet.is_keyframe
+        ]
+
+
 class VideoWriter:
     """Write RGB frames to an H.264 mp4 that browsers play while it downloads.
 
-    Odd sizes are padded to even (yuv420p needs it) by repeating the last row/column, never cropped.
+    Odd sizes are padded to even (yuv420p needs it) by repeating the last row/column, never cropped. `copy` takes
+    frames over from an earlier file of the same size and rate without encoding them again (a new version of a
+    result whose overlay changed in a few places): frames before it are encoded, frames after it copied only.
     """
 
     def __init__(self, path, width: int, height: int, fps: float):
@@ -326,12 +349,16 @@ class VideoWriter:
         self._time_base = 1 / self.rate
         stream.time_base = self._time_base
         stream.options = {"crf": "20", "preset": "veryfast"}
+        stream.codec_context.gop_size = max(1, round(KEYFRAME_SECONDS * self.rate))
         stream.thread_type = "AUTO"
         self._stream = stream
+        self._encoding = True  # until frames are copied after encoded ones: the encoder is flushed then
 
     def write(self, rgb: np.ndarray) -> None:
         if self._container is None:
             raise ValueError("VideoWriter is closed")
+        if not self._encoding:
+            raise ValueError("VideoWriter cannot encode after frames were copied behind encoded ones")
         rgb = np.asarray(rgb)
         if rgb.shape != (self.height, self.width, 3) or rgb.dtype != np.uint8:
             raise ValueError(
@@ -349,12 +376,51 @@ class VideoWriter:
             self._container.mux(packet)
         self.frames_written += 1
 
+    def copy(self, source, start: int, stop: int) -> None:
+        """Takes frames [start, stop) of `source` (an mp4 from a VideoWriter of this size and rate) over as they
+        are: `start` must be one of its `keyframes` and `stop` another or its end, and the frames must follow
+        the ones written so far. Raises ValueError (nothing muxed) when they cannot."""
+        if self._container is None:
+            raise ValueError("VideoWriter is closed")
+        if start != self.frames_written:
+            raise ValueError(f"frames copied from {start} must follow the {self.frames_written} written")
+        with av.open(str(source)) as container:
+            stream = container.streams.video[0]
+            if (stream.width, stream.height) != (self._stream.width, self._stream.height) or (
+                stream.average_rate != self.rate
+            ):
+                raise ValueError(f"{Path(source).name}: another size or frame rate")
+            starts = keyframes(source)
+            if start not in starts or (stop not in starts and stop < stream.frames):
+                raise ValueError(f"{Path(source).name}: frames {start}-{stop} do not start and end at keyframes")
+            if self.frames_written and self._encoding:
+                self._flush()
+            # Back to Annex B (parameter sets in-band), as the encoder's own packets are: the mp4 muxer then
+            # writes both alike.
+            annex_b = av.bitstream.BitStreamFilterContext("h264_mp4toannexb", stream)
+            inside = False
+            for packet in container.demux(stream):
+                if packet.pts is None:
+                    continue
+                if packet.is_keyframe:
+                    inside = start <= round(packet.pts * packet.time_base * self.rate) < stop
+                if inside:
+                    for out in annex_b.filter(packet):
+                        out.stream = self._stream
+                        self._container.mux(out)
+        self.frames_written = stop
+
+    def _flush(self) -> None:
+        for packet in self._stream.encode():  # the encoder's delayed frames
+            self._container.mux(packet)
+        self._encoding = False
+
     def close(self) -> None:
         if self._container is None:
             return
         try:
-            for packet in self._stream.encode():  # flush the encoder's delayed frames
-                self._container.mux(packet)
+            if self._encoding:
+                self._flush()
         finally:
             self._container.close()
             self._container = None

@@ -193,7 +193,8 @@ def test_previous_recomputes_only_what_a_correction_reaches(tmp_path, monkeypatc
     # merges into the previous masks: frames 0-6 are kept as they were. Object 1 is another shape from 12 on, so
     # the forward pass never gives the previous result again and runs to the end.
     assert again["version"] == 2
-    assert again["previous"] == {"version": 1, "reused_frames": 12, "recomputed_frames": 4 + 5, "settled_at": None}
+    assert again["previous"] == {"version": 1, "reused_frames": 12, "recomputed_frames": 4 + 5, "settled_at": None,
+                                 "overlay_reused_frames": 0}  # fmt: skip  # one group of pictures: drawn again
     assert len(steps) == 4 + 1 + 5  # forward 12-15, the reverse pass's start at 12, then 11 down to 7
     monkeypatch.setattr(Segmenter, "step", real_step)
 
@@ -225,7 +226,8 @@ def test_a_correction_that_fades_stops_the_forward_pass(tmp_path, monkeypatch):
     real_step = Segmenter.step
     monkeypatch.setattr(Segmenter, "step", lambda self, *a, **k: steps.append(1) or real_step(self, *a, **k))
     again = segment(clip.video, masks, tmp_path / "again", STILL, previous=before)
-    assert again["previous"] == {"version": 1, "reused_frames": 8 + 8, "recomputed_frames": 4 + 3, "settled_at": 11}
+    assert again["previous"] == {"version": 1, "reused_frames": 8 + 8, "recomputed_frames": 4 + 3, "settled_at": 11,
+                                 "overlay_reused_frames": 0}  # fmt: skip
     assert len(steps) == 4 + 1 + 3  # forward 8-11, the reverse pass's start at 8, then 7 down to 5
     assert again["video"]["frame_count"] == 20
     for t in [*range(5), *range(12, 20)]:  # 5-7: the reverse pass's
@@ -234,6 +236,44 @@ def test_a_correction_that_fades_stops_the_forward_pass(tmp_path, monkeypatch):
         assert (tmp_path / "again" / "state" / "forward" / name).is_file()
     rows = (tmp_path / "again" / "trajectory.csv").read_text().splitlines()
     assert len(rows) == len((before / "trajectory.csv").read_text().splitlines())
+
+
+def test_a_correction_draws_the_overlay_again_only_around_what_it_changed(tmp_path):
+    from segmentation.render import overlay
+    from segmentation.video import iter_frames, keyframes
+
+    # 24 frames/s: a keyframe every 48 frames. The correction at 90 reaches back to 70 (halfway to the one at 50).
+    clip = make_clip(tmp_path / "clip", n_frames=100, size=(128, 96), n_objects=2, seed=0)
+    before = tmp_path / "before"
+    segment(clip.video, _masks_folder(tmp_path / "m1", clip, {0: 1, 50: 1}), before, STILL)
+    assert keyframes(before / "overlay.mp4") == [0, 48, 96]
+    corrected = _masks_folder(tmp_path / "m2", clip, {0: 1, 50: 1, 90: 2})
+    again = segment(clip.video, corrected, tmp_path / "again", STILL, previous=before)
+    # Masks changed on 71-92 (the forward pass settles at 94): 0-47 and 96-99 are copied, 48-95 drawn again.
+    assert again["previous"]["settled_at"] == 94 and again["previous"]["overlay_reused_frames"] == 48 + 4
+    segment(clip.video, corrected, tmp_path / "full", STILL)
+
+    spliced, whole, earlier = (list(iter_frames(tmp_path / d / "overlay.mp4")) for d in ("again", "full", "before"))
+    assert len(spliced) == len(whole) == 100
+    for t in [*range(48), *range(96, 100)]:
+        assert np.array_equal(spliced[t], earlier[t]), t
+    # Drawn again from the right frames and the same masks as the full run's: as close to the overlay drawn
+    # from them as the full run's encode is, and far from the next frame's.
+    frames = list(iter_frames(clip.video))
+    drawn = [overlay(frames[t], read_mask(tmp_path / "full" / "masks" / f"{t:05d}.png")) for t in range(100)]
+    error = [np.abs(spliced[t].astype(int) - drawn[t]).mean() for t in range(100)]
+    assert max(error) < max(np.abs(w.astype(int) - d).mean() for w, d in zip(whole, drawn)) + 1
+    assert max(error[48:96]) < min(np.abs(spliced[t].astype(int) - drawn[t + 1]).mean() for t in range(48, 96))
+    assert not np.array_equal(spliced[90], earlier[90])  # the correction shows
+    assert (tmp_path / "again" / "trajectory.csv").read_text() == (tmp_path / "full" / "trajectory.csv").read_text()
+
+    # Nothing to copy from, or a damaged file: the whole overlay is drawn again.
+    for damage in (lambda p: p.write_bytes(p.read_bytes()[:5000]), lambda p: p.unlink()):
+        damage(before / "overlay.mp4")
+        again = segment(clip.video, corrected, tmp_path / "again", STILL.model_copy(update={"overwrite": True}),
+                        previous=before)  # fmt: skip
+        assert again["previous"]["overlay_reused_frames"] == 0
+        assert len(list(iter_frames(tmp_path / "again" / "overlay.mp4"))) == 100
 
 
 def test_previous_carries_the_earlier_decoder_on_with_the_corrections(tmp_path):

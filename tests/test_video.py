@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from segmentation.errors import InputError
-from segmentation.video import VideoWriter, iter_frames, probe
+from segmentation.video import VideoWriter, iter_frames, keyframes, probe
 
 
 def gradient(h, w, shift=0):
@@ -224,3 +224,67 @@ def test_writer_checks_frames(tmp_path):
         writer.write(np.zeros((48, 64, 3), np.uint8))
     with pytest.raises(InputError, match="fps"):
         VideoWriter(tmp_path / "y.mp4", 64, 48, 0)
+
+
+def disc(i, shade=0, w=96, h=64):
+    """A frame with a disc that moves one pixel a frame; `shade` changes its colour."""
+    frame = np.full((h, w, 3), 60, np.uint8)
+    frame[:, :, 1] = 60
+    ys, xs = np.ogrid[:h, :w]
+    frame[(ys - h // 2) ** 2 + (xs - 10 - i % 70) ** 2 < 15**2] = (200, 100 + shade, 50)
+    return frame
+
+
+def test_keyframes_every_two_seconds_and_frames_from_a_start(tmp_path):
+    path = tmp_path / "a.mp4"
+    with VideoWriter(path, 96, 64, 10) as writer:
+        for i in range(50):
+            writer.write(disc(i))
+    assert keyframes(path) == [0, 20, 40]
+    later = list(iter_frames(path, start=35))
+    assert len(later) == 15 and np.abs(later[0].astype(int) - list(iter_frames(path))[35]).mean() < 1
+
+
+def test_copy_splices_frames_of_an_earlier_file_around_new_ones(tmp_path):
+    old = tmp_path / "old.mp4"
+    with VideoWriter(old, 96, 64, 10) as writer:
+        for i in range(50):
+            writer.write(disc(i))
+    new = tmp_path / "new.mp4"
+    with VideoWriter(new, 96, 64, 10) as writer:
+        writer.copy(old, 0, 20)
+        for i in range(20, 40):
+            writer.write(disc(i, shade=150))
+        writer.copy(old, 40, 50)
+    frames = list(iter_frames(new))
+    assert len(frames) == 50 and probe(new).frame_count == 50
+    green = [int(f[32, 10 + i % 70, 1]) for i, f in enumerate(frames)]
+    assert all(abs(g - 100) < 8 for g in green[:20] + green[40:]) and all(abs(g - 250) < 8 for g in green[20:40])
+    old_frames = list(iter_frames(old))
+    for i in [*range(20), *range(40, 50)]:  # copied: the very same pictures
+        assert np.array_equal(frames[i], old_frames[i]), i
+
+
+def test_copy_refuses_what_it_cannot_splice(tmp_path):
+    old = tmp_path / "old.mp4"
+    with VideoWriter(old, 96, 64, 10) as writer:
+        for i in range(50):
+            writer.write(disc(i))
+    with VideoWriter(tmp_path / "a.mp4", 96, 64, 10) as writer:
+        with pytest.raises(ValueError, match="keyframes"):
+            writer.copy(old, 0, 25)
+        with pytest.raises(ValueError, match="follow"):
+            writer.copy(old, 20, 40)
+    with VideoWriter(tmp_path / "b.mp4", 64, 48, 10) as writer, pytest.raises(ValueError, match="size"):
+        writer.copy(old, 0, 20)
+    with VideoWriter(tmp_path / "c.mp4", 96, 64, 10) as writer:
+        writer.copy(old, 0, 20)
+        writer.write(disc(20))
+        with pytest.raises(ValueError, match="follow"):
+            writer.copy(old, 40, 50)  # frames 21-39 would be missing
+        for i in range(21, 40):
+            writer.write(disc(i))
+        writer.copy(old, 40, 50)
+        with pytest.raises(ValueError, match="copied"):  # the encoder was flushed before the copied frames
+            writer.write(disc(50))
+    assert len(list(iter_frames(tmp_path / "c.mp4"))) == 50
