@@ -56,6 +56,7 @@ from .video import VideoWriter, iter_frames, probe
 from .weights import load_for_inference, weights_path
 
 log = logging.getLogger(__name__)
+END = object()  # the end of a frame iterator, whose frames may be None (iter_frames' `only`)
 STAGES = ("decode", "online training", "propagation", "encode", "done")
 # The overlay is for watching in a browser: 4K/8K sources are drawn at this long side (masks keep full size),
 # which keeps the encoder's memory and time bounded and the H.264 level playable everywhere.
@@ -316,23 +317,28 @@ def _segment_once(
             if not spans and previous is None
             else contextlib.nullcontext() as writer
         ):
-            frames = iter_frames(video, fps=options.fps)
+            # Before resume_at only the annotated frames and the last DELTA are looked at (resume's state).
+            annotated = set(annotations.frames)
+            frames = iter_frames(video, fps=options.fps,
+                                 only=lambda index: index >= resume_at - DELTA or index in annotated)  # fmt: skip
             t = time.perf_counter()
-            frame = next(frames, None)
+            frame = next(frames, END)
             timings["decode"] += time.perf_counter() - t
-            if frame is None:
+            if frame is END:
                 raise InputError(f"no frames could be decoded from {video}")
-            while frame is not None:
+            while frame is not END:
                 check_cancel()
                 if count < resume_at:  # unchanged since the previous version
                     keep_frame(previous, tmp, count, mask_path(count).name)
-                    small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
-                    if count in annotations.frames:
-                        kept[count] = (small, annotations.at(count))
-                    recent = [*recent[-(DELTA - 1) :], small]
+                    if frame is not None:
+                        small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+                        if count in annotations.frames:
+                            kept[count] = (small, annotations.at(count))
+                        if count >= resume_at - DELTA:
+                            recent = [*recent[-(DELTA - 1) :], small]
                     count += 1
                     report(Progress("propagation", count, total))
-                    frame = next(frames, None)
+                    frame = next(frames, END)
                     continue
                 if count == resume_at and count > 0:
                     segmenter.resume(count, kept, recent, previous.forward_ids(count - 1))
@@ -377,7 +383,7 @@ def _segment_once(
                     break
 
                 t = time.perf_counter()
-                frame = next(frames, None)
+                frame = next(frames, END)
                 timings["decode"] += time.perf_counter() - t
             getattr(frames, "close", lambda: None)()
             if settled is not None:  # the correction has faded: the rest is the previous version's
@@ -504,7 +510,8 @@ def _read_annotated(
     last = annotations.frames[-1]
     examples, cached = [], {}
     t = time.perf_counter()
-    frames = iter_frames(video, fps=options.fps)
+    needed = reverse | set(annotations.frames)
+    frames = iter_frames(video, fps=options.fps, only=needed.__contains__)
     index = -1
     try:
         for index, frame in enumerate(frames):
@@ -597,8 +604,10 @@ def _draw_overlay(video, options, info, shown, count, mask_path, object_ids, tmp
     with VideoWriter(tmp / "overlay.mp4", *shown, info.fps) as writer:
         if start > 0:
             writer.copy(reuse.overlay, 0, start)
-        frames = iter_frames(video, fps=options.fps, start=start)
-        for index, frame in zip(range(start, stop), frames):
+        frames = iter_frames(video, fps=options.fps, only=lambda index: index >= start)
+        for index, frame in zip(range(stop), frames):
+            if index < start:
+                continue
             labels = read_mask(mask_path(index))
             writer.write(_draw(frame, labels, shown))
             rows.extend(frame_rows(index, index / info.fps, labels, object_ids))

@@ -6,7 +6,7 @@ Frames are RGB uint8 arrays (H, W, 3) in display orientation. Decoding and encod
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -239,11 +239,12 @@ def probe(source, fps: float | None = None) -> VideoInfo:
     return _probe_file(path)
 
 
-def _iter_folder(folder: Path, start: int = 0) -> Iterator[np.ndarray]:
+def _iter_folder(folder: Path, only=None) -> Iterator[np.ndarray | None]:
     files = _folder_frames(folder)
     size = None
     for index, path in enumerate(files):
-        if index < start:
+        if only is not None and not only(index):
+            yield None
             continue
         try:
             with Image.open(path) as img:
@@ -257,7 +258,7 @@ def _iter_folder(folder: Path, start: int = 0) -> Iterator[np.ndarray]:
         yield rgb
 
 
-def _iter_file(path: Path, start: int = 0) -> Iterator[np.ndarray]:
+def _iter_file(path: Path, only=None) -> Iterator[np.ndarray | None]:
     with _open_video(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"  # frame + slice threads: decoding is the bottleneck on CPU
@@ -268,8 +269,9 @@ def _iter_file(path: Path, start: int = 0) -> Iterator[np.ndarray]:
             for frame in container.decode(stream):
                 if size is None:
                     size = (frame.width, frame.height)
-                if index < start:  # decoded (H.264 needs it) but not converted
+                if only is not None and not only(index):  # decoded (the codec needs it), not converted
                     index += 1
+                    yield None
                     continue
                 # Rescale the rare mid-stream resolution change so every frame matches the probed size.
                 rgb = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
@@ -289,15 +291,17 @@ def _iter_file(path: Path, start: int = 0) -> Iterator[np.ndarray]:
         raise InputError(f"{path.name}: the video stream has no frames")
 
 
-def iter_frames(source, fps: float | None = None, start: int = 0) -> Iterator[np.ndarray]:
-    """Stream RGB uint8 (H, W, 3) frames in display orientation, one at a time, from frame `start` on.
+def iter_frames(source, fps: float | None = None, only: Callable[[int], bool] | None = None) -> Iterator:
+    """Stream RGB uint8 (H, W, 3) frames in display orientation, one at a time.
 
-    ``fps`` is accepted for symmetry with :func:`probe`; it does not change which frames come out.
+    ``only``: a frame whose index it refuses comes out as None, not converted to RGB (nor read, in a folder),
+    where the caller has no use for it. ``fps`` is accepted for symmetry with :func:`probe`; it does not change
+    which frames come out.
     """
     path = _existing(source)
     if path.is_dir():
-        return _iter_folder(path, start)
-    return _iter_file(path, start)
+        return _iter_folder(path, only)
+    return _iter_file(path, only)
 
 
 def _rate(fps: float) -> Fraction:

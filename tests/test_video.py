@@ -235,14 +235,24 @@ def disc(i, shade=0, w=96, h=64):
     return frame
 
 
-def test_keyframes_every_two_seconds_and_frames_from_a_start(tmp_path):
+def test_keyframes_every_two_seconds_and_only_the_frames_asked_for(tmp_path):
     path = tmp_path / "a.mp4"
     with VideoWriter(path, 96, 64, 10) as writer:
         for i in range(50):
             writer.write(disc(i))
     assert keyframes(path) == [0, 20, 40]
-    later = list(iter_frames(path, start=35))
-    assert len(later) == 15 and np.abs(later[0].astype(int) - list(iter_frames(path))[35]).mean() < 1
+    every = list(iter_frames(path))
+    for source in (path, _as_folder(tmp_path / "frames", every)):
+        some = list(iter_frames(source, only=lambda i: i == 3 or i >= 35))
+        assert len(some) == 50 and [i for i, f in enumerate(some) if f is not None] == [3, *range(35, 50)]
+        assert np.abs(some[35].astype(int) - every[35]).mean() < 1
+
+
+def _as_folder(folder, frames):
+    folder.mkdir()
+    for i, frame in enumerate(frames):
+        Image.fromarray(frame).save(folder / f"{i:05d}.png")
+    return folder
 
 
 def test_copy_splices_frames_of_an_earlier_file_around_new_ones(tmp_path):
