@@ -327,6 +327,21 @@ def keyframes(path) -> list[int]:
         ]
 
 
+def _parameter_sets(extradata: bytes | None) -> list[bytes]:
+    """The SPS and PPS NAL units of H.264 extradata: a file's (avcC) or an encoder's (Annex B start codes)."""
+    data = extradata or b""
+    if data[:1] != b"\x01":
+        return [unit.rstrip(b"\x00") for unit in data.split(b"\x00\x00\x01") if unit.strip(b"\x00")]
+    units, pos = [], 5
+    for mask in (0x1F, 0xFF):  # the SPS count (low 5 bits), then the PPS count
+        count, pos = data[pos] & mask, pos + 1
+        for _ in range(count):
+            size = int.from_bytes(data[pos : pos + 2], "big")
+            units.append(data[pos + 2 : pos + 2 + size])
+            pos += 2 + size
+    return units
+
+
 class VideoWriter:
     """Write RGB frames to an H.264 mp4 that browsers play while it downloads.
 
@@ -397,6 +412,9 @@ class VideoWriter:
             starts = keyframes(source)
             if start not in starts or (stop not in starts and stop < stream.frames):
                 raise ValueError(f"{Path(source).name}: frames {start}-{stop} do not start and end at keyframes")
+            self._container.start_encoding()  # opens the encoder: its parameter sets are this file's
+            if _parameter_sets(stream.codec_context.extradata) != _parameter_sets(self._stream.codec_context.extradata):
+                raise ValueError(f"{Path(source).name}: encoded with other parameters than this file's")
             if self.frames_written and self._encoding:
                 self._flush()
             # Back to Annex B (parameter sets in-band), as the encoder's own packets are: the mp4 muxer then

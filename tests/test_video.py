@@ -287,6 +287,17 @@ def test_copy_refuses_what_it_cannot_splice(tmp_path):
             writer.copy(old, 20, 40)
     with VideoWriter(tmp_path / "b.mp4", 64, 48, 10) as writer, pytest.raises(ValueError, match="size"):
         writer.copy(old, 0, 20)
+    other = tmp_path / "other.mp4"  # another encoder's settings: other parameter sets, its frames would not decode
+    with av.open(str(other), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=10, options={"preset": "ultrafast", "g": "20"})
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for i in range(50):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(disc(i), format="rgb24").reformat(format="yuv420p")):
+                container.mux(packet)
+        container.mux(stream.encode())
+    assert keyframes(other)[:2] == [0, 20]
+    with VideoWriter(tmp_path / "d.mp4", 96, 64, 10) as writer, pytest.raises(ValueError, match="parameters"):
+        writer.copy(other, 0, 20)
     with VideoWriter(tmp_path / "c.mp4", 96, 64, 10) as writer:
         writer.copy(old, 0, 20)
         writer.write(disc(20))
