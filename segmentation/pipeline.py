@@ -52,7 +52,7 @@ from .versions import (
     save_decoder,
     save_forward,
 )
-from .video import VideoWriter, iter_frames, probe
+from .video import SpliceError, VideoWriter, iter_frames, probe
 from .weights import load_for_inference, weights_path
 
 log = logging.getLogger(__name__)
@@ -587,12 +587,13 @@ def _render(video, options, info, shown, count, mask_path, object_ids, tmp, timi
         try:
             names = [mask_path(index).name for index in range(count)]
             reuse = overlay_reuse(previous, tmp / "masks", names, object_ids, shown)
-            if reuse is not None:
-                rows = _draw_overlay(video, options, info, shown, count, mask_path, object_ids, tmp, report, reuse)
-        except (ValueError, InputError, av.FFmpegError) as error:  # its files would not splice: draw it all
+        except (InputError, ValueError, av.FFmpegError) as error:  # its files cannot be read
             log.warning("drawing the whole overlay again: %s", error)
-            reuse = None
-    if reuse is None:
+    try:
+        rows = _draw_overlay(video, options, info, shown, count, mask_path, object_ids, tmp, report, reuse)
+    except SpliceError as error:  # the previous overlay would not splice after all
+        log.warning("drawing the whole overlay again: %s", error)
+        reuse = None
         rows = _draw_overlay(video, options, info, shown, count, mask_path, object_ids, tmp, report, None)
     timings["render"] += time.perf_counter() - t
     return rows, 0 if reuse is None else count - (reuse.stop - reuse.start)
@@ -602,9 +603,11 @@ def _draw_overlay(video, options, info, shown, count, mask_path, object_ids, tmp
     start, stop = (reuse.start, reuse.stop) if reuse else (0, count)
     rows: list[dict] = []
     with VideoWriter(tmp / "overlay.mp4", *shown, info.fps) as writer:
+        if reuse:
+            writer.check_copy(reuse.overlay)  # before any frame is encoded
         if start > 0:
             writer.copy(reuse.overlay, 0, start)
-        frames = iter_frames(video, fps=options.fps, only=lambda index: index >= start)
+        frames = iter_frames(video, fps=options.fps, only=lambda index: index >= start) if start < stop else iter(())
         for index, frame in zip(range(stop), frames):
             if index < start:
                 continue

@@ -314,12 +314,18 @@ def _rate(fps: float) -> Fraction:
 KEYFRAME_SECONDS = 2  # a keyframe at least this often: a seek decodes little, and a new version can splice
 
 
+class SpliceError(ValueError):
+    """An earlier file whose frames cannot be copied into a new one (`VideoWriter.copy`): encode them instead."""
+
+
 def keyframes(path) -> list[int]:
     """The frame indices where an mp4 written by VideoWriter starts a closed group of pictures (read from the
-    container's index, nothing decoded): where `VideoWriter.copy` may start or stop."""
+    container's packets, nothing decoded): where `VideoWriter.copy` may start or stop."""
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate
+        if not rate:
+            raise SpliceError(f"{Path(path).name}: has no frame rate")
         return [
             round(packet.pts * packet.time_base * rate)
             for packet in container.demux(stream)
@@ -395,41 +401,65 @@ class VideoWriter:
             self._container.mux(packet)
         self.frames_written += 1
 
+    def check_copy(self, source) -> None:
+        """Raises SpliceError where frames of `source` cannot be copied into this file: another size, frame rate
+        or encoder parameters (copied frames keep their own parameter sets; the encoded ones use this file's)."""
+        name = Path(source).name
+        try:
+            with av.open(str(source)) as container:
+                stream = container.streams.video[0]
+                if (stream.width, stream.height) != (self._stream.width, self._stream.height) or (
+                    stream.average_rate != self.rate
+                ):
+                    raise SpliceError(f"{name}: another size or frame rate")
+                self._container.start_encoding()  # opens the encoder: its parameter sets are this file's
+                if _parameter_sets(stream.codec_context.extradata) != _parameter_sets(
+                    self._stream.codec_context.extradata
+                ):
+                    raise SpliceError(f"{name}: encoded with other parameters than this file's")
+        except av.FFmpegError as error:
+            raise SpliceError(f"{name}: cannot be read ({_why(error)})") from error
+
     def copy(self, source, start: int, stop: int) -> None:
         """Takes frames [start, stop) of `source` (an mp4 from a VideoWriter of this size and rate) over as they
         are: `start` must be one of its `keyframes` and `stop` another or its end, and the frames must follow
-        the ones written so far. Raises ValueError (nothing muxed) when they cannot."""
+        the ones written so far. Raises SpliceError where the file does not allow it (nothing muxed, except for
+        a file that turns out shorter than its index says: then this writer is left unusable)."""
         if self._container is None:
             raise ValueError("VideoWriter is closed")
         if start != self.frames_written:
             raise ValueError(f"frames copied from {start} must follow the {self.frames_written} written")
-        with av.open(str(source)) as container:
-            stream = container.streams.video[0]
-            if (stream.width, stream.height) != (self._stream.width, self._stream.height) or (
-                stream.average_rate != self.rate
-            ):
-                raise ValueError(f"{Path(source).name}: another size or frame rate")
-            starts = keyframes(source)
-            if start not in starts or (stop not in starts and stop < stream.frames):
-                raise ValueError(f"{Path(source).name}: frames {start}-{stop} do not start and end at keyframes")
-            self._container.start_encoding()  # opens the encoder: its parameter sets are this file's
-            if _parameter_sets(stream.codec_context.extradata) != _parameter_sets(self._stream.codec_context.extradata):
-                raise ValueError(f"{Path(source).name}: encoded with other parameters than this file's")
-            if self.frames_written and self._encoding:
-                self._flush()
-            # Back to Annex B (parameter sets in-band), as the encoder's own packets are: the mp4 muxer then
-            # writes both alike.
-            annex_b = av.bitstream.BitStreamFilterContext("h264_mp4toannexb", stream)
-            inside = False
-            for packet in container.demux(stream):
-                if packet.pts is None:
-                    continue
-                if packet.is_keyframe:
-                    inside = start <= round(packet.pts * packet.time_base * self.rate) < stop
-                if inside:
-                    for out in annex_b.filter(packet):
-                        out.stream = self._stream
-                        self._container.mux(out)
+        self.check_copy(source)
+        name = Path(source).name
+        try:
+            with av.open(str(source)) as container:
+                stream = container.streams.video[0]
+                promised = stream.frames
+                starts = keyframes(source)
+                if start not in starts or (stop not in starts and stop < promised):
+                    raise SpliceError(f"{name}: frames {start}-{stop} do not start and end at keyframes")
+                if self.frames_written and self._encoding:
+                    self._flush()
+                # Back to Annex B (parameter sets in-band), as the encoder's own packets are: the mp4 muxer then
+                # writes both alike.
+                annex_b = av.bitstream.BitStreamFilterContext("h264_mp4toannexb", stream)
+                inside, copied = False, 0
+                for packet in container.demux(stream):
+                    if packet.pts is None:
+                        continue
+                    if packet.is_keyframe:
+                        inside = start <= round(packet.pts * packet.time_base * self.rate) < stop
+                    if inside:
+                        copied += 1
+                        for out in annex_b.filter(packet):
+                            out.stream = self._stream
+                            self._container.mux(out)
+        except av.FFmpegError as error:
+            if isinstance(error, OSError) and not isinstance(error, FileNotFoundError):
+                raise  # writing failed (a full disk): not the source's fault
+            raise SpliceError(f"{name}: cannot be read ({_why(error)})") from error
+        if copied != min(stop, promised) - start:  # a file cut short: its index promises more
+            raise SpliceError(f"{name}: has {copied} of frames {start}-{stop}")
         self.frames_written = stop
 
     def _flush(self) -> None:

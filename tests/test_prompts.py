@@ -267,12 +267,16 @@ def test_a_correction_draws_the_overlay_again_only_around_what_it_changed(tmp_pa
     assert not np.array_equal(spliced[90], earlier[90])  # the correction shows
     assert (tmp_path / "again" / "trajectory.csv").read_text() == (tmp_path / "full" / "trajectory.csv").read_text()
 
-    # Nothing to copy from, or a damaged file: the whole overlay is drawn again.
-    for damage in (lambda p: p.write_bytes(p.read_bytes()[:5000]), lambda p: p.unlink()):
-        damage(before / "overlay.mp4")
+    # A previous overlay cut short, or gone: what is left of it is copied, the rest drawn; the result is whole.
+    size = (before / "overlay.mp4").stat().st_size
+    for keep, reused in ((size * 3 // 5, 48), (5000, 0), (0, 0)):
+        if keep:
+            (before / "overlay.mp4").write_bytes((before / "overlay.mp4").read_bytes()[:keep])
+        else:
+            (before / "overlay.mp4").unlink()
         again = segment(clip.video, corrected, tmp_path / "again", STILL.model_copy(update={"overwrite": True}),
                         previous=before)  # fmt: skip
-        assert again["previous"]["overlay_reused_frames"] == 0
+        assert again["previous"]["overlay_reused_frames"] == reused
         assert len(list(iter_frames(tmp_path / "again" / "overlay.mp4"))) == 100
 
 

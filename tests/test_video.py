@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from segmentation.errors import InputError
-from segmentation.video import VideoWriter, iter_frames, keyframes, probe
+from segmentation.video import SpliceError, VideoWriter, iter_frames, keyframes, probe
 
 
 def gradient(h, w, shift=0):
@@ -287,6 +287,15 @@ def test_copy_refuses_what_it_cannot_splice(tmp_path):
             writer.copy(old, 20, 40)
     with VideoWriter(tmp_path / "b.mp4", 64, 48, 10) as writer, pytest.raises(ValueError, match="size"):
         writer.copy(old, 0, 20)
+    cut = tmp_path / "cut.mp4"  # a copy cut short: its index still promises 50 frames
+    with av.open(str(old)) as container:
+        at = [packet.pos for packet in container.demux(video=0) if packet.pts is not None][31]
+    cut.write_bytes(old.read_bytes()[:at])
+    with VideoWriter(tmp_path / "e.mp4", 96, 64, 10) as writer:
+        for i in range(20):
+            writer.write(disc(i))
+        with pytest.raises(SpliceError, match="has 11 of frames 20-50"):
+            writer.copy(cut, 20, 50)
     other = tmp_path / "other.mp4"  # another encoder's settings: other parameter sets, its frames would not decode
     with av.open(str(other), "w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=10, options={"preset": "ultrafast", "g": "20"})
