@@ -332,7 +332,7 @@ def _segment_once(
                     keep_frame(previous, tmp, count, mask_path(count).name)
                     if frame is not None:
                         small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
-                        if count in annotations.frames:
+                        if count in annotated:
                             kept[count] = (small, annotations.at(count))
                         if count >= resume_at - DELTA:
                             recent = [*recent[-(DELTA - 1) :], small]

@@ -17,10 +17,11 @@ def gradient(h, w, shift=0):
     return np.repeat(np.broadcast_to(row, (h, w))[:, :, None], 3, axis=2).copy()
 
 
-def write_clip(path, w=64, h=48, n=12, fps=24.0):
+def write_clip(path, w=64, h=48, n=12, fps=24.0, frame=None):
+    """n frames of `frame(i)`, by default gradients shifting 3 levels a frame."""
     with VideoWriter(path, w, h, fps) as writer:
         for i in range(n):
-            writer.write(gradient(h, w, shift=i * 3))
+            writer.write(frame(i) if frame else gradient(h, w, shift=i * 3))
     return path
 
 
@@ -229,17 +230,13 @@ def test_writer_checks_frames(tmp_path):
 def disc(i, shade=0, w=96, h=64):
     """A frame with a disc that moves one pixel a frame; `shade` changes its colour."""
     frame = np.full((h, w, 3), 60, np.uint8)
-    frame[:, :, 1] = 60
     ys, xs = np.ogrid[:h, :w]
     frame[(ys - h // 2) ** 2 + (xs - 10 - i % 70) ** 2 < 15**2] = (200, 100 + shade, 50)
     return frame
 
 
 def test_keyframes_every_two_seconds_and_only_the_frames_asked_for(tmp_path):
-    path = tmp_path / "a.mp4"
-    with VideoWriter(path, 96, 64, 10) as writer:
-        for i in range(50):
-            writer.write(disc(i))
+    path = write_clip(tmp_path / "a.mp4", 96, 64, 50, 10, frame=disc)
     assert keyframes(path) == [0, 20, 40]
     every = list(iter_frames(path))
     for source in (path, _as_folder(tmp_path / "frames", every)):
@@ -256,10 +253,7 @@ def _as_folder(folder, frames):
 
 
 def test_copy_splices_frames_of_an_earlier_file_around_new_ones(tmp_path):
-    old = tmp_path / "old.mp4"
-    with VideoWriter(old, 96, 64, 10) as writer:
-        for i in range(50):
-            writer.write(disc(i))
+    old = write_clip(tmp_path / "old.mp4", 96, 64, 50, 10, frame=disc)
     new = tmp_path / "new.mp4"
     with VideoWriter(new, 96, 64, 10) as writer:
         writer.copy(old, 0, 20)
@@ -276,10 +270,7 @@ def test_copy_splices_frames_of_an_earlier_file_around_new_ones(tmp_path):
 
 
 def test_copy_refuses_what_it_cannot_splice(tmp_path):
-    old = tmp_path / "old.mp4"
-    with VideoWriter(old, 96, 64, 10) as writer:
-        for i in range(50):
-            writer.write(disc(i))
+    old = write_clip(tmp_path / "old.mp4", 96, 64, 50, 10, frame=disc)
     with VideoWriter(tmp_path / "a.mp4", 96, 64, 10) as writer:
         with pytest.raises(ValueError, match="keyframes"):
             writer.copy(old, 0, 25)
