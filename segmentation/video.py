@@ -312,6 +312,9 @@ def _rate(fps: float) -> Fraction:
 
 
 KEYFRAME_SECONDS = 2  # a keyframe at least this often: a seek decodes little, and a new version can splice
+# The overlay's encoder settings (benchmarks/encode.py compares them with others): x264's superfast preset with
+# its lookahead and macroblock tree put back, which keep the quality of a slower preset for a little more size.
+X264_OPTIONS = {"crf": "20", "preset": "superfast", "x264-params": "mbtree=1:rc-lookahead=10"}
 
 
 class SpliceError(ValueError):
@@ -373,7 +376,7 @@ class VideoWriter:
         # Frames carry pts in this fixed base; the stream's own time_base changes once the muxer starts.
         self._time_base = 1 / self.rate
         stream.time_base = self._time_base
-        stream.options = {"crf": "20", "preset": "veryfast"}
+        stream.options = dict(X264_OPTIONS)
         stream.codec_context.gop_size = max(1, round(KEYFRAME_SECONDS * self.rate))
         stream.thread_type = "AUTO"
         self._stream = stream
