@@ -1,7 +1,8 @@
 // Clientside links between video players, frame sliders and trajectory plots (no server round trip).
 //
-// Time <-> frame: frame f starts at f / fps. dash-player's seekTo reads values in (0, 1) as a FRACTION
-// of the duration, so a time below one second is sent as time / duration; 0 and >= 1 are seconds.
+// Time <-> frame: frame f is shown from f / fps to (f + 1) / fps. A seek goes to the middle of that span: at
+// its start, rounding put the browser on the frame before about one time in three. dash-player's seekTo reads
+// values in (0, 1) as a FRACTION of the duration, so a time below one second is sent as time / duration.
 (function () {
   "use strict";
   const noUpdate = function () { return window.dash_clientside.no_update; };
@@ -12,14 +13,16 @@
   }
 
   function frameOfTime(t, meta) {
-    // A small epsilon: after seeking to f / fps the reported time may be a hair below it.
+    // A small epsilon: a time reported at a frame's very start may be a hair below it.
     const f = Math.floor(t * meta.fps + 1e-3);
     return Math.max(0, Math.min(meta.frame_count - 1, f));
   }
 
+  function timeOfFrame(frame, meta) { return (frame + 0.5) / meta.fps; }
+
   function seekValue(frame, meta, duration) {
-    const t = frame / meta.fps;
-    if (t <= 0 || t >= 1) { return t; }
+    const t = timeOfFrame(frame, meta);
+    if (t >= 1) { return t; }
     // The player's duration may still be the previous video's for a moment after its url changed.
     const d = duration && Math.abs(duration - meta.duration) < 0.1 * meta.duration ? duration : meta.duration;
     return d > 0 ? t / d : t;
@@ -308,7 +311,7 @@
         const run = runOfPoint(fired.value);
         if (frame === null || run === null || !runs[run] || (meta && run === meta.run_id)) { return none; }
         const shown = runs[run];
-        seekOnLoad("tp-player", frame / shown.meta.fps);
+        seekOnLoad("tp-player", timeOfFrame(frame, shown.meta));
         return [shown.url, shown.meta, shown.frames, Math.max(shown.meta.frame_count - 1, 0), shown.marks, frame,
                 shown.title];
       },

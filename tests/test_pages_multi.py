@@ -84,7 +84,7 @@ def _slider(dash_duo, slider_id, what="aria-valuenow"):
 def _at_frame(dash_duo, player_id, run_id, frame, fps, timeout=15):
     wait_until(
         lambda: run_id in (_video(dash_duo, player_id, "currentSrc") or "")
-        and abs(_video(dash_duo, player_id) - frame / fps) < 1e-3,
+        and abs(_video(dash_duo, player_id) - (frame + 0.5) / fps) < 1e-3,
         timeout,
         f"{player_id} on run {run_id} at frame {frame}",
     )
@@ -278,7 +278,7 @@ def test_compare_plays_both_videos_from_one_clock(dash_duo, runs):
     frame = _click_2d_point(dash_duo, "cmp-iou", 3)
     for player in ("cmp-player-a", "cmp-player-b"):
         wait_until(
-            lambda p=player: abs(_video(dash_duo, p) - frame / LONG_FPS) < 1e-3, 10, f"{player} at {frame}"
+            lambda p=player: abs(_video(dash_duo, p) - (frame + 0.5) / LONG_FPS) < 1e-3, 10, f"{player} at {frame}"
         )
     wait_until(lambda: _slider(dash_duo, "cmp-slider") == frame, 10, "the shared slider")
     handle = dash_duo.find_element("#cmp-slider [role=slider]")
@@ -286,7 +286,7 @@ def test_compare_plays_both_videos_from_one_clock(dash_duo, runs):
     handle.send_keys("\ue014" * 2)  # arrow right x2
     for player in ("cmp-player-a", "cmp-player-b"):
         wait_until(
-            lambda p=player: abs(_video(dash_duo, p) - (frame + 2) / LONG_FPS) < 1e-3,
+            lambda p=player: abs(_video(dash_duo, p) - (frame + 2.5) / LONG_FPS) < 1e-3,
             10,
             f"{player} at {frame + 2} from the slider",
         )
