@@ -361,6 +361,18 @@ def describe(storage: Storage, run: Run) -> dict:
     return out
 
 
+def version_facts(storage: Storage, run: Run, version: int | None = None) -> tuple[float | None, float | None]:
+    """(run time in seconds, J&F) of one version of a done run: the run's own for the latest (None), an earlier
+    version's time from its summary; only the latest version is scored against ground truth (J&F None)."""
+    if version is None or version not in storage.earlier_versions(run.id):
+        return run.run_time_s, run.jf
+    try:
+        summary = json.loads((storage.version_dir(run.id, version) / "summary.json").read_text())
+        return float(summary["timings_s"]["total"]), None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, None
+
+
 def versions(storage: Storage, run: Run) -> list[dict]:
     """Every finished version of the run, oldest first: its number, what it changed, its files."""
     run_id = run.id

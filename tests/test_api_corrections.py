@@ -106,6 +106,42 @@ def test_corrections_make_versions_that_reuse_the_earlier_ones(client, tiny_clip
     assert client.get(f"/api/runs/{run_id}/files/thumbnail").status_code == 200
 
 
+def _text(tree) -> str:
+    """Every string in a Dash component tree, joined."""
+    if isinstance(tree, str | int | float):
+        return str(tree)
+    children = getattr(tree, "children", None)
+    return " ".join(_text(c) for c in (children if isinstance(children, list | tuple) else [children]) if c is not None)
+
+
+def test_an_earlier_versions_pages_give_its_own_run_time(storage_dir, tiny_clip):
+    from dashboard import ui
+    from dashboard.pages import compare, player
+
+    app = create_app()
+    client = app.server.test_client()
+    run_id = done_run(client, tiny_clip)
+    first = client.get(f"/api/runs/{run_id}/files/summary").get_json()
+    box = box_of(truth(tiny_clip, FRAME), 1)
+    assert correct(client, run_id, frame=str(FRAME), boxes=json.dumps([box]), objects="[1]").status_code == 202
+    assert wait_for_run(client, run_id)["status"] == "done"
+    storage = Storage(storage_dir)
+    run = storage.get_run(run_id)
+    # Version 1's time made unmistakable: both versions of this tiny clip take a few seconds.
+    kept = storage.version_dir(run_id, 1) / "summary.json"
+    assert json.loads(kept.read_text()) == first
+    kept.write_text(json.dumps({**first, "timings_s": {**first["timings_s"], "total": 4321.0}}))
+    own, latest = ui.fmt_seconds(4321.0), ui.fmt_seconds(run.run_time_s)
+    with app.server.app_context():
+        earlier, newest = _text(player.layout(id=run_id, version="1")), _text(player.layout(id=run_id))
+        pair = _text(compare.layout(a=run_id, b=run_id, va="1"))
+    assert f"run time {own} · version 1 (an earlier one)" in earlier, earlier
+    assert f"run time {latest} · version 2" in newest, newest
+    assert "scores of the latest version (2)" in earlier and "scores of the latest" not in newest
+    # Side by side: version 1's own time, and no J&F of another version's masks.
+    assert f"{own} · J&F –" in pair and f"{latest} · J&F" in pair, pair
+
+
 def test_bad_corrections_are_refused_and_change_nothing(client, tiny_clip, storage_dir, tmp_path):
     run_id = done_run(client, tiny_clip)
     storage = Storage(storage_dir)

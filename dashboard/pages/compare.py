@@ -13,6 +13,7 @@ from dashboard import figures, ui
 from dashboard.context import ctx
 from dashboard.pages.player import player_meta, slider_marks
 from dashboard.results import mask_iou, trajectory
+from dashboard.runs import version_facts
 from dashboard.storage import Run
 
 PATH, NAME = "/compare", "Compare"
@@ -30,8 +31,9 @@ def _version(storage, run: Run | None, text) -> int | None:
 
 
 def _side(run: Run, key: str, label: str, colour: str, version: int | None = None) -> dbc.Col:
+    run_time, jf = version_facts(ctx().storage, run, version)
     facts = (f"{run.frame_count} frames · {run.width}×{run.height} · {run.device or ''} · "
-             f"{ui.fmt_seconds(run.run_time_s)} · J&F {ui.fmt_score(run.jf)}")  # fmt: skip
+             f"{ui.fmt_seconds(run_time)} · J&F {ui.fmt_score(jf)}")  # fmt: skip
     query = f"?version={version}" if version else ""
     player = dash_player.DashPlayer(id=f"cmp-player-{key}", url=f"/api/runs/{run.id}/files/overlay{query}",
                                     controls=key == "a", muted=True, width="100%", height="auto",

@@ -12,6 +12,7 @@ from dash import ClientsideFunction, Input, Output, State, dcc, html, no_update
 from dashboard import drawing, figures, ui
 from dashboard.context import ctx
 from dashboard.results import evaluation, frame_table, trajectory
+from dashboard.runs import version_facts
 from dashboard.storage import Run
 
 PATH, NAME = "/player", "Player"
@@ -64,11 +65,13 @@ def _scores(run: Run, scores) -> tuple[list, dict, dict]:
     return summary, figures.per_frame_scores(scores, ("J", "F"), "Per-frame scores"), {}
 
 
-def scores_card(run: Run):
+def scores_card(run: Run, earlier: int | None = None):
     summary, figure, graph_style = _scores(run, evaluation(run))
+    # Ground truth scores the latest version's masks: said so on an earlier version's page.
+    header = f"Ground truth: scores of the latest version ({run.version})" if earlier else "Ground truth"
     return dbc.Card(
         [
-            dbc.CardHeader("Ground truth"),
+            dbc.CardHeader(header),
             dbc.CardBody(
                 [
                     html.Div(summary, id="scores-summary"),
@@ -163,9 +166,10 @@ def layout(id=None, version=None, **_query):  # noqa: A002
             ]
         )
     )
+    run_time, _ = version_facts(ctx().storage, run, earlier)
     facts = [
         f"{run.width}×{run.height} px", f"{frames} frames", f"{meta['fps']:.3g} fps",
-        f"{len(run.objects or [])} object(s)", f"{run.device or ''}", f"run time {ui.fmt_seconds(run.run_time_s)}",
+        f"{len(run.objects or [])} object(s)", f"{run.device or ''}", f"run time {ui.fmt_seconds(run_time)}",
         f"version {earlier or run.version}" + (" (an earlier one)" if earlier else ""),
     ]  # fmt: skip
     return html.Div(
@@ -203,7 +207,7 @@ def layout(id=None, version=None, **_query):  # noqa: A002
                 className="g-3",
             ),
             correction_card(run) if earlier is None else None,
-            scores_card(run),
+            scores_card(run, earlier),
         ]
     )
 
