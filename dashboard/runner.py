@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from functools import lru_cache
 
 import psutil
 
@@ -21,6 +22,19 @@ from dashboard.storage import Storage, is_run_id
 
 log = logging.getLogger(__name__)
 HOST = socket.gethostname()
+
+
+@lru_cache(maxsize=1)
+def local_device() -> tuple[str, str]:
+    """(short label, detail) of what this machine's runs run on by default."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return "GPU", torch.cuda.get_device_name(0)
+    except Exception:  # no torch or a broken driver: the engine falls back to the CPU as well
+        pass
+    return "CPU", f"{os.cpu_count()} cores (no CUDA GPU found)"
 
 
 def _alive(pid: int) -> bool:
@@ -55,6 +69,11 @@ class LocalRunner:
             self.thread = threading.Thread(target=self._loop, name="stcnn-runner", daemon=True)
             self.thread.start()
         return self
+
+    @property
+    def has_gpu(self) -> bool:
+        """Whether runs here can ask for the GPU: this machine's, as the runs run on it."""
+        return local_device()[0] == "GPU"
 
     def submit(self, run_id: str) -> None:
         self.wake.set()
@@ -130,6 +149,7 @@ class CeleryRunner:
         from dashboard.celery_app import make_celery
 
         self.storage, self.celery = storage, make_celery(redis_url)
+        self.has_gpu = None  # the workers' own machines: not known here
         self.stale_after_s, self.poll_s = stale_after_s, poll_s
         self.thread: threading.Thread | None = None
 

@@ -235,6 +235,8 @@ def start_run(
     from dataclasses import asdict
 
     options = options or {}
+    if options.get("device") == "cuda" and getattr(runner, "has_gpu", None) is False:
+        raise BadRequest("This server has no CUDA GPU: choose Automatic or CPU as the device.")
     info = _probed(video, video_name)
     prompted = bool(boxes or strokes)
     if prompted and (mask is not None or more_masks):

@@ -154,6 +154,12 @@ def post(client, video=None, mask=None, *, video_name="clip.mp4", mask_name="mas
     return client.post("/api/runs", data=data, content_type="multipart/form-data")
 
 
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 BAD_VIDEOS = {
     "empty.mp4": "not a video",
     "random.mp4": "not a video|no video|audio",
@@ -259,6 +265,8 @@ def test_hostile_file_names_with_good_files_stay_inside_the_run_folder(app, clie
         ("urlencoded_body", "video"),
         ("bad_preset", "preset"),
         ("bad_device", "device"),
+        pytest.param("cuda_without_gpu", "This server has no CUDA GPU: choose Automatic or CPU as the device",
+                     marks=pytest.mark.skipif(_has_cuda(), reason="this machine has a GPU")),
         ("nan_seconds", r"online_seconds: online training seconds must be in 0\.\.3600, got nan"),
         ("inf_fps", "fps: fps must be a number above 0 and at most 1000, got inf"),
         ("negative_seconds", r"online_seconds: .* must be in 0\.\.3600, got -1"),
@@ -289,6 +297,7 @@ def test_missing_repeated_and_malformed_fields(app, client, files, case, match):
                                                content_type="application/x-www-form-urlencoded"),
         "bad_preset": lambda: post(client, video, mask, preset="turbo"),
         "bad_device": lambda: post(client, video, mask, device="tpu"),
+        "cuda_without_gpu": lambda: post(client, video, mask, device="cuda"),
         "nan_seconds": lambda: post(client, video, mask, online_seconds="nan"),
         "inf_fps": lambda: post(client, video, mask, fps="inf"),
         "negative_seconds": lambda: post(client, video, mask, online_seconds="-1"),

@@ -25,7 +25,6 @@ from segmentation.options import (
     PRESETS,
     OptionError,
     SegmentOptions,
-    bounds,
     choices,
 )
 
@@ -268,16 +267,26 @@ def _component(tree, component_id):
     return None
 
 
-def test_the_new_run_page_offers_the_models_choices_and_defaults():
+def test_the_new_run_page_offers_the_models_choices_and_defaults(storage_dir):
+    from dashboard.app import create_app
     from dashboard.pages.upload import layout
 
-    page = layout()
+    app = create_app()
+    with app.server.app_context():
+        page = layout()
     for name in ("preset", "device", "binarize"):
         component = _component(page, name)
         assert component.value == FIELDS[name].default, name
         if choices(FIELDS[name]):
             assert tuple(option["value"] for option in component.options) == choices(FIELDS[name])
-    assert _component(page, "online-seconds").min == bounds(FIELDS["online_seconds"])["ge"]
+    # No bounds in the browser, which sends nothing for a number out of them (the run would take the preset's):
+    # the server refuses it with the range in its message.
+    assert _component(page, "online-seconds").min is None and _component(page, "online-seconds").max is None
+    # The GPU is offered only where the runs can have it (runs run on this machine without REDIS_URL).
+    import torch
+
+    (gpu,) = [option for option in _component(page, "device").options if option["value"] == "cuda"]
+    assert gpu["disabled"] is (not torch.cuda.is_available())
 
 
 # -- the summary ---------------------------------------------------------------------------------------------------

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-from functools import lru_cache
-
 import dash_bootstrap_components as dbc
 from dash import html
 
 from dashboard import ui
 from dashboard.context import ctx
+from dashboard.runner import local_device
 
 PATH, NAME = "/", "Home"
 
@@ -18,19 +16,6 @@ STEPS = (
     ("2", "Segment", "A background worker follows every object through every frame; watch it live."),
     ("3", "Explore", "Play the masked video, scrub the 3D trajectory, compare runs in the gallery."),
 )
-
-
-@lru_cache(maxsize=1)
-def compute_device() -> tuple[str, str]:
-    """(short label, detail) of what the engine will run on by default."""
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return "GPU", torch.cuda.get_device_name(0)
-    except Exception:  # no torch or a broken driver: the engine falls back to the CPU as well
-        pass
-    return "CPU", f"{os.cpu_count()} cores (no CUDA GPU found)"
 
 
 def _demo_card():
@@ -55,7 +40,7 @@ def _demo_card():
 
 
 def layout(**_query):
-    kind, detail = compute_device()
+    kind, detail = local_device()
     steps = [
         dbc.Col(dbc.Card(dbc.CardBody([html.Div(n, className="step-number"), html.H5(title), html.P(text)]),
                          className="h-100 step-card"), md=4)

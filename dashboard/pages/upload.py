@@ -20,13 +20,12 @@ from dashboard.checks import in_words_of
 from dashboard.context import ctx
 from dashboard.runs import BadRequest, check_run_inputs, parse_options, start_run
 from dashboard.storage import RunNotFound
-from segmentation.options import DEVICES, PRESETS, SegmentOptions, bounds
+from segmentation.options import DEVICES, PRESETS, SegmentOptions
 
 PATH, NAME = "/upload", "New run"
 DRAW = "new"  # the drawing's id prefix
 _FIELDS = SegmentOptions.model_fields  # the choices and defaults, as the engine has them
 _DEVICE_LABELS = {"auto": "Automatic (GPU if any)", "cpu": "CPU", "cuda": "CUDA GPU"}
-_MIN_SECONDS = bounds(_FIELDS["online_seconds"])["ge"]
 
 
 def _file_picker(kind: str, label: str, accept: str, help_text: str, multiple: bool = False) -> html.Div:
@@ -54,6 +53,17 @@ def _file_picker(kind: str, label: str, accept: str, help_text: str, multiple: b
     )
 
 
+def _device_options() -> list[dict]:
+    # The GPU is no choice where the runs run on this machine and it has none (workers elsewhere may have one).
+    no_gpu = getattr(ctx().runner, "has_gpu", None) is False
+    return [
+        {"label": _DEVICE_LABELS.get(device, device) + (" (none on this server)" if device == "cuda" and no_gpu
+                                                        else ""),
+         "value": device, "disabled": device == "cuda" and no_gpu}
+        for device in DEVICES
+    ]  # fmt: skip
+
+
 def layout(**_query):
     options = dbc.Card(
         dbc.CardBody(
@@ -71,7 +81,7 @@ def layout(**_query):
                 dbc.Select(
                     id="device",
                     value=_FIELDS["device"].default,
-                    options=[{"label": _DEVICE_LABELS.get(device, device), "value": device} for device in DEVICES],
+                    options=_device_options(),
                 ),  # fmt: skip
                 dbc.Checkbox(
                     id="binarize",
@@ -80,8 +90,10 @@ def layout(**_query):
                     label="Soft or RGB mask (grey edges, a photo editor's export): threshold it, everything painted = one object",
                 ),  # fmt: skip
                 dbc.Label("Time limit for tuning (seconds, optional)", className="fw-semibold mt-2"),
-                # (no max: a value above the limit gets the server's message, which says what the limit is)
-                dbc.Input(id="online-seconds", type="number", min=_MIN_SECONDS, step=1, placeholder="from the preset"),
+                # No min or max: a browser sends nothing for a number out of its bounds, which would run with the
+                # preset's; the server's message says what the range is.
+                dbc.Input(id="online-seconds", type="number", step=1, placeholder="from the preset"),
+                dbc.FormText("Empty: the preset's. 0: no tuning, the fastest run.", className="d-block"),
                 html.Hr(),
                 _file_picker(
                     "gt",
