@@ -138,7 +138,7 @@ def gathered_masks(
         shutil.rmtree(folder, ignore_errors=True)  # already moved away when a run was made from it
 
 
-def _probed(video: Path, video_name: str):
+def probe_video(video: Path, video_name: str):
     """The video's facts (segmentation.video.probe), with the engine's message naming the user's file."""
     from segmentation.errors import SegmentationError
     from segmentation.video import probe
@@ -173,7 +173,7 @@ def check_run_inputs(
 ) -> tuple[dict, bytes]:
     """What start_run checks, starting nothing: check_inputs' facts and frame-0 picture (the New run page's
     preview). Raises the engine's InputError or BadRequest with a readable message."""
-    info = _probed(video, video_name)
+    info = probe_video(video, video_name)
     with gathered_masks(storage, mask, mask_name, more_masks, info=info) as (masks, names):
         return _checked(video, video_name, masks, names, binarize, info)
 
@@ -237,7 +237,7 @@ def start_run(
     options = options or {}
     if options.get("device") == "cuda" and getattr(runner, "has_gpu", None) is False:
         raise BadRequest("This server has no CUDA GPU: choose Automatic or CPU as the device.")
-    info = _probed(video, video_name)
+    info = probe_video(video, video_name)
     prompted = bool(boxes or strokes)
     if prompted and (mask is not None or more_masks):
         raise BadRequest("Give the objects either as masks or as boxes and strokes, not both.")

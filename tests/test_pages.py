@@ -356,6 +356,26 @@ def test_a_wrong_mask_is_caught_before_starting_and_the_video_is_kept(
     assert dash_duo.find_element("#start-run").is_enabled()
 
 
+def test_a_file_that_is_no_video_is_caught_before_drawing(dash_duo, storage_dir, tiny_clip, tmp_path):
+    # Without a mask the objects are drawn: the video is checked as soon as it is picked, and every message
+    # names the user's file, not the upload's stored part.
+    text = tmp_path / "notavideo.mp4"
+    text.write_text("this is a text file, not a video\n" * 20)
+    dash_duo.start_server(create_app(start_runner=False))
+    dash_duo.driver.get(dash_duo.server_url + "/upload")
+    dash_duo.find_element("#video-file input").send_keys(str(text))
+    dash_duo.wait_for_contains_text("#check-error", "notavideo.mp4: not a video", timeout=30)
+    assert not dash_duo.find_element("#start-run").is_enabled()
+    dash_duo.wait_for_contains_text("#new-problem", "notavideo.mp4", timeout=30)
+    for shown in ("#check-error", "#new-problem"):
+        message = dash_duo.find_element(shown).text
+        assert ".part" not in message and str(storage_dir) not in message, message
+    # A real video then: the hint to draw, and Start.
+    dash_duo.find_element("#video-file input").send_keys(str(tiny_clip.video))
+    dash_duo.wait_for_element("#draw-hint", timeout=30)
+    assert dash_duo.find_element("#start-run").is_enabled()
+
+
 def test_masks_for_later_frames_are_checked_previewed_and_run(dash_duo, storage_dir, tmp_path):
     import json
 

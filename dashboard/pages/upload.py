@@ -16,9 +16,9 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, State, dcc, html, no_update
 
 from dashboard import drawing, ui
-from dashboard.checks import in_words_of
+from dashboard.checks import in_words_of, user_message
 from dashboard.context import ctx
-from dashboard.runs import BadRequest, check_run_inputs, parse_options, start_run
+from dashboard.runs import BadRequest, check_run_inputs, parse_options, probe_video, start_run
 from dashboard.storage import RunNotFound
 from segmentation.options import DEVICES, PRESETS, SegmentOptions
 
@@ -211,13 +211,15 @@ def register_callbacks(app) -> None:
     def check(video, mask, masks, binarize):
         if not video:
             return no_update, True
-        if not (mask or masks):
-            hint = "Draw each object below (on frame 0, or where it comes into view), or pick a mask file."
-            return html.P(hint, className="text-muted", id="draw-hint"), False
         storage = ctx().storage
         from segmentation.errors import SegmentationError
 
         try:
+            if not (mask or masks):  # the objects will be drawn: the video alone is checked now
+                given = _uploads(storage, video, mask, masks)
+                probe_video(given["video"], given["video_name"])
+                hint = "Draw each object below (on frame 0, or where it comes into view), or pick a mask file."
+                return html.P(hint, className="text-muted", id="draw-hint"), False
             facts, png = check_run_inputs(
                 storage, **_uploads(storage, video, mask, masks), binarize=bool(binarize)
             )
@@ -318,7 +320,7 @@ def register_callbacks(app) -> None:
         if not video:
             return None, 0, None, 0
         count = _frame_count(video)
-        return {"token": video["token"]}, max(count - 1, 0), slider_marks(count), 0
+        return {"token": video["token"], "filename": video["filename"]}, max(count - 1, 0), slider_marks(count), 0
 
 
 def _frame_count(video: dict) -> int:
@@ -334,12 +336,18 @@ def _frame_count(video: dict) -> int:
 
 def _upload_frame(source: dict, index: int = 0):
     """Frame `index` of the uploaded video, for the drawing."""
+    from segmentation.errors import SegmentationError
+
     storage = ctx().storage
     try:
         path = storage.upload_path(source.get("token"))
     except RunNotFound:
         raise BadRequest("The upload expired; pick the video again.") from None
-    return drawing.read_frame(path, index), None, ("upload", source["token"], index)
+    try:
+        frame = drawing.read_frame(path, index)
+    except SegmentationError as exc:  # named after the user's file, not the upload's stored part
+        raise type(exc)(user_message(exc, {path: source.get("filename") or "the video"})) from None
+    return frame, None, ("upload", source["token"], index)
 
 
 def _drawn_objects(storage, video: dict, drawn: list | None, staging) -> dict:
