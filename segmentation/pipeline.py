@@ -410,6 +410,11 @@ def _segment_once(
         cached.clear()
 
         write_csv(rows, tmp / "trajectory.csv")
+        # Frames segmented again: forward from where it resumed, and back from each correction (a reverse pass
+        # may redo frames kept from the previous version, or ones the forward pass did too: each counts once).
+        recomputed = set(range(resume_at, resume_at + stepped))
+        for span in spans:
+            recomputed.update(range(span.stop + 1, span.frame))
         timings["total"] = time.perf_counter() - started
         summary = {
             "engine": f"stcnn {__version__}",
@@ -419,8 +424,8 @@ def _segment_once(
             if previous is None
             else {
                 "version": previous.version,
-                "reused_frames": count - stepped,
-                "recomputed_frames": stepped + reverse_frames,
+                "reused_frames": count - len(recomputed),
+                "recomputed_frames": len(recomputed),
                 # Where the forward pass gave the previous result again and stopped (None: it ran to the end).
                 "settled_at": settled,
                 # Frames of the overlay and trajectory copied from it, not drawn again (versions.overlay_reuse).

@@ -71,7 +71,9 @@ def test_corrections_make_versions_that_reuse_the_earlier_ones(client, tiny_clip
     assert FRAME in second["mask_frames"]
     # The forward pass resumes at the correction: the frames before it are the earlier version's masks, which the
     # reverse pass from the correction merges into, not computed forward again.
-    assert second["previous"]["reused_frames"] >= FRAME and second["previous"]["recomputed_frames"] > 0
+    # (The reverse pass from the correction reaches back half way to frame 0: those frames are segmented again.)
+    reused, recomputed = second["previous"]["reused_frames"], second["previous"]["recomputed_frames"]
+    assert reused >= FRAME // 2 and recomputed > 0 and reused + recomputed == second["video"]["frame_count"]
     # Version 1 stays as it was, files and all.
     old = client.get(f"/api/runs/{run_id}/files/summary?version=1").get_json()
     assert old == first
@@ -183,3 +185,24 @@ def test_a_run_still_going_cannot_be_corrected(storage_dir, tiny_clip):
     assert answer.status_code == 409
     assert answer.get_json()["error"] == "The run is queued: correct it once it is done."
     assert client.get(f"/api/runs/{run_id}").get_json()["version"] == 1
+
+
+def test_a_correction_in_progress_says_which_version_it_makes_and_counts_frames_plainly():
+    import time
+
+    from dashboard.pages.run import _facts
+    from dashboard.storage import Run
+
+    now = time.time()
+    # A correction of a 40-frame run, 5 frames of which its reverse pass segments a second time.
+    run = Run(id="r", name="clip", created_at=now - 60, updated_at=now, status="running", stage="propagation",
+              done=12, total=45, frame_count=40, width=64, height=48, run_time_s=9.5, started_at=now - 3,
+              version=2, options={"preset": "fast", "device": "auto", "binarize": False, "gate": True})  # fmt: skip
+    facts = dict(zip(*[iter(_text(item) for item in _facts(run))] * 2, strict=True))
+    assert facts["Frames segmented"] == "12 / 45 (5 of them backward from a correction)"
+    assert facts["Version"] == "2: correcting version 1"
+    assert facts["Run time"] in ("3 s so far", "4 s so far")  # not the previous version's 10 s
+    assert facts["Options"] == "quality fast, device auto, gate"
+    done = Run(**{**run.to_dict(), "status": "done", "stage": "done", "done": 40, "total": 40})
+    facts = dict(zip(*[iter(_text(item) for item in _facts(done))] * 2, strict=True))
+    assert facts["Frame"] == "40 / 40" and facts["Version"] == "2" and facts["Run time"] == "10 s"

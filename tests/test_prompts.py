@@ -193,7 +193,7 @@ def test_previous_recomputes_only_what_a_correction_reaches(tmp_path, monkeypatc
     # merges into the previous masks: frames 0-6 are kept as they were. Object 1 is another shape from 12 on, so
     # the forward pass never gives the previous result again and runs to the end.
     assert again["version"] == 2
-    assert again["previous"] == {"version": 1, "reused_frames": 12, "recomputed_frames": 4 + 5, "settled_at": None,
+    assert again["previous"] == {"version": 1, "reused_frames": 7, "recomputed_frames": 4 + 5, "settled_at": None,
                                  "overlay_reused_frames": 0}  # fmt: skip  # one group of pictures: drawn again
     assert len(steps) == 4 + 1 + 5  # forward 12-15, the reverse pass's start at 12, then 11 down to 7
     monkeypatch.setattr(Segmenter, "step", real_step)
@@ -226,7 +226,7 @@ def test_a_correction_that_fades_stops_the_forward_pass(tmp_path, monkeypatch):
     real_step = Segmenter.step
     monkeypatch.setattr(Segmenter, "step", lambda self, *a, **k: steps.append(1) or real_step(self, *a, **k))
     again = segment(clip.video, masks, tmp_path / "again", STILL, previous=before)
-    assert again["previous"] == {"version": 1, "reused_frames": 8 + 8, "recomputed_frames": 4 + 3, "settled_at": 11,
+    assert again["previous"] == {"version": 1, "reused_frames": 5 + 8, "recomputed_frames": 4 + 3, "settled_at": 11,
                                  "overlay_reused_frames": 0}  # fmt: skip
     assert len(steps) == 4 + 1 + 3  # forward 8-11, the reverse pass's start at 8, then 7 down to 5
     assert again["video"]["frame_count"] == 20
@@ -415,7 +415,9 @@ def test_a_correction_keeps_the_mask_its_unchanged_boxes_made(tmp_path):
     segment(clip.video, None, before, fast, boxes=[box])
     masks = _masks_folder(tmp_path / "m", clip, {8: 1})
     again = segment(clip.video, masks, tmp_path / "again", fast, boxes=[box], previous=before)
-    assert again["previous"]["reused_frames"] >= 8
+    # Frames 0-4 kept whole (the reverse pass from 8 reaches back to 5, nearer 8 than 0), each frame counted once.
+    assert again["previous"]["reused_frames"] >= 5
+    assert again["previous"]["reused_frames"] + again["previous"]["recomputed_frames"] == 12
     annotation = "state/annotations/00000.png"
     assert (tmp_path / "again" / annotation).read_bytes() == (before / annotation).read_bytes()
 

@@ -6,6 +6,8 @@ or reloading this page never touches it. When the server stops answering, the pa
 
 from __future__ import annotations
 
+import time
+
 import dash_bootstrap_components as dbc
 from dash import ClientsideFunction, Input, Output, State, dcc, html, no_update
 
@@ -103,7 +105,26 @@ def _step(run: Run) -> tuple[str, str]:
         if not run.total:
             return "Tuning", "–"
         return "Tuning", f"iteration {run.done} of {run.total}"
-    return "Frame", f"{run.done} / {run.total}" if run.total else "–"
+    if not run.total:
+        return "Frame", "–"
+    backward = run.total - (run.frame_count or run.total) if run.stage == "propagation" else 0
+    if backward > 0:  # reverse passes from corrections segment some frames a second time
+        return "Frames segmented", f"{run.done} / {run.total} ({backward} of them backward from a correction)"
+    return "Frame", f"{run.done} / {run.total}"
+
+
+_OPTION_WORDS = {"preset": "quality", "online_seconds": "tuning limit (s)", "short_side": "internal size"}
+
+
+def _options_text(options: dict) -> str:
+    """The run's options as a reader wants them: named as on the New run page, switches only when on."""
+    words = []
+    for name, value in options.items():
+        if value is True:
+            words.append(name)
+        elif value is not False and value is not None:
+            words.append(f"{_OPTION_WORDS.get(name, name)} {value}")
+    return ", ".join(words) or "–"
 
 
 def _facts(run: Run) -> list:
@@ -119,9 +140,15 @@ def _facts(run: Run) -> list:
             if run.width
             else run.video_name,
         ),
-        ("Options", ", ".join(f"{k}={v}" for k, v in run.options.items())),
-        ("Run time", ui.fmt_seconds(run.run_time_s)),
+        ("Options", _options_text(run.options)),
+        # While it runs: the time so far (run_time_s is still the previous version's for a correction).
+        ("Run time", f"{ui.fmt_seconds(time.time() - run.started_at)} so far" if running and run.started_at
+         else ui.fmt_seconds(run.run_time_s)),
     ]
+    if run.version > 1:  # a correction of a done run makes its next version
+        making = run.status not in FINISHED
+        rows.append(("Version", f"{run.version}: correcting version {run.version - 1}" if making
+                     else str(run.version)))
     out = []
     for term, value in rows:
         out += [
