@@ -173,8 +173,10 @@
     return noUpdate();
   }
 
-  function fmt(value, digits) {
-    return value === null || value === undefined || Number.isNaN(value) ? "–" : Number(value).toFixed(digits);
+  function missing(value) { return value === null || value === undefined || Number.isNaN(value); }
+
+  function fmt(value, digits, unit) {
+    return missing(value) ? "–" : Number(value).toFixed(digits) + (unit ? " " + unit : "");
   }
 
   function component(type, props) { return { type: type, namespace: "dash_html_components", props: props }; }
@@ -186,7 +188,7 @@
       const i = o.frame.indexOf(frame);
       const visible = i >= 0 && o.visible[i];
       const cells = visible
-        ? [fmt(o.area_px[i], 0) + " px²", fmt(o.speed_px_s[i], 1) + " px/s",
+        ? [fmt(o.area_px[i], 0, "px²"), fmt(o.speed_px_s[i], 1, "px/s"),  // no speed on an object's first frame
            "(" + fmt(o.x0[i], 0) + ", " + fmt(o.y0[i], 0) + ") – (" + fmt(o.x1[i], 0) + ", " + fmt(o.y1[i], 0) + ")"]
         : ["not visible", "–", "–"];
       const swatch = component("Span", { className: "swatch", style: { background: colours[objectId] || "#888" } });

@@ -109,8 +109,9 @@ def trajectory_3d(runs: list[tuple[dict, pd.DataFrame]], height: int = 520) -> g
     fig.update_layout(
         height=height, margin={"l": 0, "r": 0, "t": 10, "b": 0}, uirevision="keep",
         scene={
-            "xaxis": {"title": "x (px)", "range": [0, width]},
-            "yaxis": {"title": "y (px)", "range": [height_px, 0]},  # image rows grow downwards
+            # Few ticks on the short image axis: at its length seven labels ran into each other.
+            "xaxis": {"title": "x (px)", "range": [0, width], "nticks": 6},
+            "yaxis": {"title": "y (px)", "range": [height_px, 0], "nticks": 4},  # image rows grow downwards
             "zaxis": {"title": "frame"},
             "aspectmode": "manual", "aspectratio": {"x": 1, "y": height_px / width, "z": 1},
             "camera": {"eye": {"x": 1.6, "y": -1.6, "z": 0.9}},

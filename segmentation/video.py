@@ -115,6 +115,8 @@ def _to_display(rgb: np.ndarray, clockwise: int) -> np.ndarray:
 
 
 def _open_video(path: Path) -> av.container.InputContainer:
+    if path.is_file() and path.stat().st_size == 0:
+        raise InputError(f"{path.name}: the file is empty (0 bytes); give the video again")
     try:
         container = av.open(str(path))
     except (av.FFmpegError, UnicodeDecodeError) as e:  # UnicodeDecodeError: garbage in the metadata tags

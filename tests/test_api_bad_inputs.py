@@ -161,7 +161,7 @@ def _has_cuda() -> bool:
 
 
 BAD_VIDEOS = {
-    "empty.mp4": "not a video",
+    "empty.mp4": r"empty.mp4: the file is empty \(0 bytes\)",
     "random.mp4": "not a video|no video|audio",
     "text.mp4": "not a video",
     "png.mp4": "still image",

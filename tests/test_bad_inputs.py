@@ -142,7 +142,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
 # name -> (video, mask, what the message must say). Paths are keys of `files`, or a callable of it.
 VIDEO_CASES = {
     "missing": ("missing.mp4", "mask", "no such file"),
-    "empty_file": ("empty.mp4", "mask", "not a video"),
+    "empty_file": ("empty.mp4", "mask", "the file is empty"),
     "random_bytes": ("random.mp4", "mask", "not a video|no video|audio"),
     "text_named_mp4": ("text.mp4", "mask", "not a video"),
     "png_named_mp4": ("png.mp4", "mask", "still image"),

@@ -447,3 +447,13 @@ def test_a_large_video_is_sent_in_chunks_with_progress(dash_duo, storage_dir, ti
     parts = list((storage_dir / "uploads").glob("*.part"))
     assert [p.stat().st_size for p in parts] == [big.stat().st_size]
     assert parts[0].read_bytes() == big.read_bytes()
+
+
+@pytest.mark.parametrize("frames", [1, 2, 10, 30, 37, 40, 1000])
+def test_frame_sliders_mark_the_first_and_the_last_frame(frames):
+    from dashboard.pages.player import slider_marks
+
+    marks = sorted(slider_marks(frames))
+    assert marks[0] == 0 and marks[-1] == frames - 1 and len(marks) <= 12
+    gaps = [b - a for a, b in zip(marks, marks[1:])]
+    assert not gaps or min(gaps) >= max(gaps) / 2  # no two labels run into each other

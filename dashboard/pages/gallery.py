@@ -164,7 +164,7 @@ def register_callbacks(app) -> None:
         runs = ctx().storage.list_runs(search=(search or "").strip() or None)
         if not runs:
             if search:
-                return None, ui.empty_state("Nothing matches", f"No run name contains “{search}”."), None, True
+                return None, ui.empty_state("Nothing matches", f"No run's name or video file contains “{search}”."), None, True
             empty = ui.empty_state("No runs yet", "Start one and it will be kept here.", "/upload", "New run")
             return None, empty, None, True
         key, reverse = SORTS.get(sort, SORTS["newest"])

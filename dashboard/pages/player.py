@@ -20,8 +20,14 @@ FIX = "fix"  # the correction drawing's id prefix
 
 
 def slider_marks(frame_count: int) -> dict:
+    """About ten marks, the first and the last frame among them."""
     step = max(1, round(frame_count / 10))
-    return {i: str(i) for i in range(0, frame_count, step)}
+    marks = {i: str(i) for i in range(0, frame_count, step)}
+    last = frame_count - 1
+    if last > 0:
+        marks = {i: text for i, text in marks.items() if last - i >= step / 2 or i == 0}  # room for the last
+        marks[last] = str(last)
+    return marks
 
 
 def player_meta(run: Run, colours: dict | None = None, label: str | None = None) -> dict:
