@@ -67,9 +67,10 @@ def run_labels(runs: list[dict]) -> list[str]:
     return [f"{label} #{i + 1}" if labels.count(label) > 1 else label for i, label in enumerate(labels)]
 
 
-def _series(runs: list[tuple[dict, pd.DataFrame]]):
-    """(run index, run, label, object id, colour, visible rows sorted by frame) for every object of every run."""
-    labels = run_labels([run for run, _ in runs])
+def _series(runs: list[tuple[dict, pd.DataFrame]], labels: list[str] | None = None):
+    """(run index, run, label, object id, colour, visible rows sorted by frame) for every object of every run;
+    `labels` name the runs where run_labels would not tell them apart (two versions of one run)."""
+    labels = labels or run_labels([run for run, _ in runs])
     colours = run_colours(runs)
     for index, (run, df) in enumerate(runs):
         if df.empty:
@@ -84,14 +85,17 @@ def _legend(fig: go.Figure) -> None:
     fig.update_layout(legend={"orientation": "h", "y": 1.02, "x": 0, "groupclick": "toggleitem"})
 
 
-def trajectory_3d(runs: list[tuple[dict, pd.DataFrame]], height: int = 520) -> go.Figure:
+def trajectory_3d(
+    runs: list[tuple[dict, pd.DataFrame]], height: int = 520, labels: list[str] | None = None
+) -> go.Figure:
     fig = go.Figure()
     several = len(runs) > 1
-    for index, run, label, object_id, colour, rows in _series(runs):
+    for index, run, label, object_id, colour, rows in _series(runs, labels):
         fig.add_trace(
             go.Scatter3d(
                 x=rows["x"], y=rows["y"], z=rows["frame"], mode="lines+markers", name=f"object {object_id}",
-                legendgroup=run.id, legendgrouptitle={"text": label} if several else None,
+                # Grouped by position: two versions of one run are two groups.
+                legendgroup=str(index), legendgrouptitle={"text": label} if several else None,
                 customdata=[[int(f), run.id] for f in rows["frame"]],
                 marker={"size": 3, "color": colour, "symbol": SYMBOLS[index % len(SYMBOLS)]},
                 line={"color": colour, "width": 5, "dash": DASHES[index % len(DASHES)]},

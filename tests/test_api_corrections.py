@@ -136,12 +136,28 @@ def test_an_earlier_versions_pages_give_its_own_run_time(storage_dir, tiny_clip)
     own, latest = ui.fmt_seconds(4321.0), ui.fmt_seconds(run.run_time_s)
     with app.server.app_context():
         earlier, newest = _text(player.layout(id=run_id, version="1")), _text(player.layout(id=run_id))
-        pair = _text(compare.layout(a=run_id, b=run_id, va="1"))
+        page = compare.layout(a=run_id, b=run_id, va="1")
+        pair = _text(page)
     assert f"run time {own} · version 1 (an earlier one)" in earlier, earlier
     assert f"run time {latest} · version 2" in newest, newest
     assert "scores of the latest version (2)" in earlier and "scores of the latest" not in newest
     # Side by side: version 1's own time, and no J&F of another version's masks.
     assert f"{own} · J&F –" in pair and f"{latest} · J&F" in pair, pair
+    # The 3D legend groups each version's objects under its own number.
+    figure = _find(page, "cmp-3d").figure
+    groups = {(t.legendgroup, t.legendgrouptitle.text) for t in figure.data if t.legendgrouptitle.text}
+    assert groups == {("0", "tiny v1"), ("1", "tiny v2")}, groups
+
+
+def _find(tree, component_id):
+    if getattr(tree, "id", None) == component_id:
+        return tree
+    children = getattr(tree, "children", None)
+    for child in children if isinstance(children, list | tuple) else [children]:
+        found = None if child is None or isinstance(child, str | int | float) else _find(child, component_id)
+        if found is not None:
+            return found
+    return None
 
 
 def test_bad_corrections_are_refused_and_change_nothing(client, tiny_clip, storage_dir, tmp_path):

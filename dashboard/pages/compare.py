@@ -103,7 +103,7 @@ def layout(a=None, b=None, va=None, vb=None, **_query):
                                 dbc.CardHeader(["Both trajectories: ", _swatch(colour_a), f"{label_a}, solid · ",
                                                 _swatch(colour_b), f"{label_b}, dashed"]),
                                 dbc.CardBody(
-                                    dcc.Graph(id="cmp-3d", figure=figures.trajectory_3d(pairs, height=480))
+                                    dcc.Graph(id="cmp-3d", figure=figures.trajectory_3d(pairs, height=480, labels=[label_a, label_b]))
                                 ),
                             ]
                         ),
