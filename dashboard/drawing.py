@@ -45,6 +45,7 @@ _model_lock = threading.Lock()
 _masks_made: OrderedDict = OrderedDict()  # (frame key, boxes, strokes) -> labels: a redraw for another reason is free
 TOOLS = {"box": "drawrect", "outline": "drawclosedpath", "paint": "drawopenpath", "erase": "drawopenpath"}
 BRUSH_WIDTH = 9  # pixels of the frame, the engine's default stroke radius of 4 either side of the line
+MODEBAR_PX = 30  # the drawing figure's strip above the frame for the toolbar
 
 
 @lru_cache(maxsize=1)
@@ -328,7 +329,9 @@ def figure(
                     "fillcolor": "rgba(0,0,0,0)", "opacity": 0.6}  # fmt: skip
     fig.update_layout(
         dragmode=TOOLS.get(tool, "drawrect"), shapes=[_shape(item, scale) for item in drawing],
-        margin={"l": 0, "r": 0, "t": 0, "b": 0}, newshape=newshape, height=shown_height, uirevision="drawing",
+        # A strip above the frame for plotly's toolbar, which otherwise covers the frame's top right corner.
+        margin={"l": 0, "r": 0, "t": MODEBAR_PX, "b": 0}, newshape=newshape, height=shown_height + MODEBAR_PX,
+        uirevision="drawing",
         xaxis={"visible": False, "range": [-0.5, width - 0.5]},
         yaxis={"visible": False, "range": [height - 0.5, -0.5], "scaleanchor": "x"},
     )  # fmt: skip
