@@ -140,7 +140,7 @@ def layout(**_query):
     check = dbc.Card(
         dbc.CardBody(
             [
-                html.H5("Check: frame 0 with your mask"),
+                html.H5("Check: the video and its objects"),
                 dcc.Loading(
                     html.Div(
                         id="check-result",
