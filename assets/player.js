@@ -91,9 +91,27 @@
     if (moves.length > ECHOES) { moves.shift(); }
   }
 
+  // A seek the user asked for (slider or click), until the player's time reports its frame: a report from
+  // before it (dash-player reports every intervalCurrentTime ms) would pull the slider back to the frame the
+  // player was on, and a second arrow key pressed quickly would end one frame short.
+  const handSeeks = {};  // slider id -> {frame, at}
+  const SEEK_MS = 1000;
+
+  function seekByHand(frame) {
+    const sliderId = outputOfCallback("value");
+    handSeeks[sliderId] = { frame: frame, at: performance.now() };
+    // Moves the player's time made before this are moot now; left remembered (one whose callback never came),
+    // they would swallow the user's next move to their frame.
+    movedByTime[sliderId] = [];
+  }
+
   function followTime(frame, sliderValue) {
+    const sliderId = outputOfCallback("value");
+    const asked = handSeeks[sliderId];
+    if (asked && frame !== asked.frame && performance.now() - asked.at < SEEK_MS) { return noUpdate(); }
+    delete handSeeks[sliderId];
     if (frame === sliderValue) { return noUpdate(); }
-    rememberMove(outputOfCallback("value"), frame);
+    rememberMove(sliderId, frame);
     return frame;
   }
 
@@ -288,6 +306,7 @@
           const run = runOfPoint(fired.value);
           // A point of another run: pickRun switches the player to that run first.
           if (frame === null || (run !== null && run !== meta.run_id)) { return [noUpdate(), noUpdate()]; }
+          seekByHand(frame);
           return [seekValue(frame, meta, duration), frame];
         }
         // While another run's video loads, its time says nothing yet: the pending seek puts it on the frame.
@@ -295,6 +314,7 @@
         if (prop === "value") {
           const now = currentTime === null || currentTime === undefined ? -1 : frameOfTime(currentTime, meta);
           const seek = movedByHand(sliderValue) && now !== sliderValue;
+          if (seek) { seekByHand(sliderValue); }
           return [seek ? seekValue(sliderValue, meta, duration) : noUpdate(), noUpdate()];
         }
         // While playing, followPlayback moves the slider; dash-player's time is a report behind it.
@@ -351,11 +371,12 @@
         let frame = null;
         if (triggered("cmp-3d")) { frame = frameOfPoint(click3d); }
         else if (triggered("cmp-iou")) { frame = frameOfPoint(clickIou); }
-        if (frame !== null) { return [seekValue(frame, meta, durationA), frame]; }
+        if (frame !== null) { seekByHand(frame); return [seekValue(frame, meta, durationA), frame]; }
         if (triggered("cmp-slider")) {
           const now = timeA === null || timeA === undefined ? -1 : frameOfTime(timeA, meta);
-          return movedByHand(sliderValue) && now !== sliderValue ? [seekValue(sliderValue, meta, durationA), noUpdate()]
-            : none;
+          if (!movedByHand(sliderValue) || now === sliderValue) { return none; }
+          seekByHand(sliderValue);
+          return [seekValue(sliderValue, meta, durationA), noUpdate()];
         }
         if (timeA === null || timeA === undefined) { return none; }
         return [noUpdate(), followTime(frameOfTime(timeA, meta), sliderValue)];
