@@ -92,7 +92,8 @@ def layout(**_query):
                 dbc.Label("Time limit for tuning (seconds, optional)", className="fw-semibold mt-2"),
                 # No min or max: a browser sends nothing for a number out of its bounds, which would run with the
                 # preset's; the server's message says what the range is.
-                dbc.Input(id="online-seconds", type="number", step=1, placeholder="from the preset"),
+                # step "any": a browser also sends nothing for a value off the step (2.5 with step 1).
+                dbc.Input(id="online-seconds", type="number", step="any", placeholder="from the preset"),
                 dbc.FormText("Empty: the preset's. 0: no tuning, the fastest run.", className="d-block"),
                 html.Hr(),
                 _file_picker(
