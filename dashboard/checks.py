@@ -80,6 +80,8 @@ def check_boxes(video: Path, boxes: list, info=None, strokes=()) -> tuple[dict, 
 # The engine's messages name its own controls (the CLI's flags); each surface of the dashboard names its own.
 _CONTROLS = {
     "pass --binarize (binarize=True)": {"page": "tick “Soft or RGB mask”", "api": "send binarize=true"},
+    "--device cuda asked for": {"page": "The CUDA GPU was asked for", "api": "device=cuda asked for"},
+    "(use --device auto or cpu)": {"page": "(choose Automatic or CPU as the device)", "api": "(send device=auto or cpu)"},
     "online_seconds: online training seconds must be": {
         "page": "Time limit for tuning: seconds must be", "api": "online_seconds: online training seconds must be",
     },

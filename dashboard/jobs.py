@@ -249,7 +249,9 @@ def _execute(storage: Storage, run: Run, worker: str) -> str:
     storage.finish(
         run_id, worker, status=status, error=error, stage="done" if status == "done" else None,
         progress=1.0 if status == "done" else reporter_progress(storage, run_id), eta_s=None,
-        run_time_s=round(finished - started, 2), finished_at=finished, cancel_requested=0, **kept,
+        finished_at=finished, cancel_requested=0, **kept,
+        # A failed correction's attempt is not the kept version's run: its run time stays.
+        **({} if kept else {"run_time_s": round(finished - started, 2)}),
     )  # fmt: skip
     return status
 
@@ -272,15 +274,15 @@ def reporter_progress(storage: Storage, run_id: str) -> float:
 
 
 def _message(error: Exception, storage: Storage, run: Run) -> str:
-    from dashboard.checks import user_message
+    from dashboard.checks import in_words_of, user_message
 
     run_id, masks = run.id, storage.input_mask(run.id) or storage.input_boxes_path(run.id)
-    return user_message(error, {
+    return in_words_of(user_message(error, {
         storage.input_video(run_id): run.video_name or "the video",
         masks: "the masks" if masks.is_dir() else "the mask",
         storage.gt_dir(run_id): "the ground truth", storage.result_dir(run_id) / "masks": "the run's masks",
         storage.run_dir(run_id): "the run folder",
-    })  # fmt: skip
+    }), "page")  # fmt: skip  # the pages show it: their controls named
 
 
 def _boxes(storage: Storage, run_id: str) -> list:

@@ -236,7 +236,7 @@ def start_run(
 
     options = options or {}
     if options.get("device") == "cuda" and getattr(runner, "has_gpu", None) is False:
-        raise BadRequest("This server has no CUDA GPU: choose Automatic or CPU as the device.")
+        raise BadRequest("This server has no CUDA GPU: ask for device auto or cpu.")
     info = probe_video(video, video_name)
     prompted = bool(boxes or strokes)
     if prompted and (mask is not None or more_masks):

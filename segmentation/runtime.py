@@ -32,7 +32,7 @@ def pick_device(name: str = "auto") -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         from .errors import InputError
 
-        raise InputError("device cuda asked for, but no CUDA GPU is available here (use device auto or cpu)")
+        raise InputError("--device cuda asked for, but no CUDA GPU is available (use --device auto or cpu)")
     return torch.device(name)
 
 

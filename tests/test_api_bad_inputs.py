@@ -265,7 +265,7 @@ def test_hostile_file_names_with_good_files_stay_inside_the_run_folder(app, clie
         ("urlencoded_body", "video"),
         ("bad_preset", "preset"),
         ("bad_device", "device"),
-        pytest.param("cuda_without_gpu", "This server has no CUDA GPU: choose Automatic or CPU as the device",
+        pytest.param("cuda_without_gpu", "This server has no CUDA GPU: ask for device auto or cpu",
                      marks=pytest.mark.skipif(_has_cuda(), reason="this machine has a GPU")),
         ("nan_seconds", r"online_seconds: online training seconds must be in 0\.\.3600, got nan"),
         ("inf_fps", "fps: fps must be a number above 0 and at most 1000, got inf"),

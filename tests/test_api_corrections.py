@@ -218,7 +218,36 @@ def test_a_correction_in_progress_says_which_version_it_makes_and_counts_frames_
     assert facts["Frames segmented"] == "12 / 45 (5 of them backward from a correction)"
     assert facts["Version"] == "2: correcting version 1"
     assert facts["Run time"] in ("3 s so far", "4 s so far")  # not the previous version's 10 s
-    assert facts["Options"] == "quality fast, device auto, gate"
+    assert facts["Options"] == "preset fast, device auto, gate"
     done = Run(**{**run.to_dict(), "status": "done", "stage": "done", "done": 40, "total": 40})
     facts = dict(zip(*[iter(_text(item) for item in _facts(done))] * 2, strict=True))
     assert facts["Frame"] == "40 / 40" and facts["Version"] == "2" and facts["Run time"] == "10 s"
+
+
+def test_a_failed_correction_keeps_the_earlier_version_and_its_run_time(storage_dir, tiny_clip, monkeypatch):
+    from dashboard import jobs
+    from dashboard.runs import start_correction
+    from segmentation import pipeline
+
+    app = create_app(start_runner=False)
+    client = app.server.test_client()
+    run_id = post_run(client, tiny_clip, **FAST_OPTIONS).get_json()["id"]
+    storage = Storage(storage_dir)
+    assert jobs.run_job(run_id, storage) == "done"
+    before = storage.get_run(run_id)
+
+    class Submitted:
+        def submit(self, _run_id):
+            pass
+
+    box = box_of(truth(tiny_clip, FRAME), 1)
+    assert start_correction(storage, Submitted(), run_id, FRAME, boxes=[box], objects=[1]) == 2
+
+    def fail(stage):
+        raise RuntimeError(f"injected failure in {stage}")
+
+    monkeypatch.setattr(pipeline, "fault_hook", fail)
+    assert jobs.run_job(run_id, storage) == "done"  # the correction failed; the run is done at version 1
+    after = storage.get_run(run_id)
+    assert after.version == 1 and "The correction (version 2) failed" in after.error, after.error
+    assert after.run_time_s == before.run_time_s  # version 1's, not the failed attempt's

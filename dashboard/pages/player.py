@@ -20,13 +20,14 @@ FIX = "fix"  # the correction drawing's id prefix
 
 
 def slider_marks(frame_count: int) -> dict:
-    """About ten marks, the first and the last frame among them."""
-    step = max(1, round(frame_count / 10))
-    marks = {i: str(i) for i in range(0, frame_count, step)}
+    """At most eleven marks, evenly spaced, the first and the last frame among them."""
     last = frame_count - 1
-    if last > 0:
-        marks = {i: text for i, text in marks.items() if last - i >= step / 2 or i == 0}  # room for the last
-        marks[last] = str(last)
+    if last <= 0:
+        return {0: "0"}
+    step = max(1, -(-last // 10))
+    # A mark too near the last one gives way to it.
+    marks = {i: str(i) for i in range(0, last, step) if i == 0 or last - i > step / 2}
+    marks[last] = str(last)
     return marks
 
 

@@ -113,11 +113,11 @@ def _step(run: Run) -> tuple[str, str]:
     return "Frame", f"{run.done} / {run.total}"
 
 
-_OPTION_WORDS = {"preset": "quality", "online_seconds": "tuning limit (s)", "short_side": "internal size"}
+_OPTION_WORDS = {"online_seconds": "tuning limit (s)", "short_side": "internal size"}
 
 
 def _options_text(options: dict) -> str:
-    """The run's options as a reader wants them: named as on the New run page, switches only when on."""
+    """The run's options as words ("preset fast, device auto, gate"): switches only when on."""
     words = []
     for name, value in options.items():
         if value is True:
@@ -143,7 +143,7 @@ def _facts(run: Run) -> list:
         ("Options", _options_text(run.options)),
         # While it runs: the time so far (run_time_s is still the previous version's for a correction).
         ("Run time", f"{ui.fmt_seconds(time.time() - run.started_at)} so far" if running and run.started_at
-         else ui.fmt_seconds(run.run_time_s)),
+         else "–" if run.status not in FINISHED else ui.fmt_seconds(run.run_time_s)),
     ]
     if run.version > 1:  # a correction of a done run makes its next version
         making = run.status not in FINISHED
