@@ -215,7 +215,7 @@ def test_a_correction_in_progress_says_which_version_it_makes_and_counts_frames_
               done=12, total=45, frame_count=40, width=64, height=48, run_time_s=9.5, started_at=now - 3,
               version=2, options={"preset": "fast", "device": "auto", "binarize": False, "gate": True})  # fmt: skip
     facts = dict(zip(*[iter(_text(item) for item in _facts(run))] * 2, strict=True))
-    assert facts["Frames segmented"] == "12 / 45 (5 of them backward from a correction)"
+    assert facts["Frames segmented"] == "12 / 45 (5 of them again, backward from a later mask)"
     assert facts["Version"] == "2: correcting version 1"
     assert facts["Run time"] in ("3 s so far", "4 s so far")  # not the previous version's 10 s
     assert facts["Options"] == "preset fast, device auto, gate"

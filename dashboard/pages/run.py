@@ -109,7 +109,7 @@ def _step(run: Run) -> tuple[str, str]:
         return "Frame", "–"
     backward = run.total - (run.frame_count or run.total) if run.stage == "propagation" else 0
     if backward > 0:  # reverse passes from corrections segment some frames a second time
-        return "Frames segmented", f"{run.done} / {run.total} ({backward} of them backward from a correction)"
+        return "Frames segmented", f"{run.done} / {run.total} ({backward} of them again, backward from a later mask)"
     return "Frame", f"{run.done} / {run.total}"
 
 
