@@ -15,11 +15,10 @@ THREADS = 8
 
 
 def _device_line() -> str:
-    import torch
+    from dashboard.runner import local_device
 
-    if torch.cuda.is_available():
-        return f"GPU ({torch.cuda.get_device_name(0)})"
-    return f"CPU, {os.cpu_count() or 1} cores (no CUDA GPU found; runs take longer than on a GPU)"
+    kind, detail = local_device()
+    return f"GPU ({detail})" if kind == "GPU" else f"CPU, {detail}; runs take longer than on a GPU"
 
 
 def _banner(host: str, port: int, settings) -> str:
