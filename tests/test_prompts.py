@@ -213,6 +213,24 @@ def test_previous_recomputes_only_what_a_correction_reaches(tmp_path, monkeypatc
     ).read_text()
 
 
+def test_a_second_correction_counts_each_frame_once(tmp_path):
+    # Version 3 adds a correction at 6 to version 2's at 12: the forward pass from 6 (settling at 14) also
+    # passes over 10-11, which the reverse pass from 12 (now reaching back to 9, half way to 6) segments again.
+    clip = make_clip(tmp_path / "clip", n_frames=20, size=(192, 128), n_objects=2, seed=0)
+    segment(clip.video, _masks_folder(tmp_path / "m1", clip, {0: 1}), tmp_path / "v1", STILL)
+    v2 = tmp_path / "v2"
+    segment(clip.video, _masks_folder(tmp_path / "m2", clip, {0: 1, 12: 2}), v2, STILL, previous=tmp_path / "v1")
+    masks = _masks_folder(tmp_path / "m3", clip, {0: 1, 6: 2, 12: 2})
+    v3 = segment(clip.video, masks, tmp_path / "v3", STILL, previous=v2)
+    assert v3["corrections"] == [{"frame": 6, "objects": {"1": 3}}, {"frame": 12, "objects": {"1": 9}}]
+    assert v3["previous"]["settled_at"] == 14
+    # Recomputed: 4-5 (back from 6), 6-14 (forward), 10-11 among them; the other nine are version 2's.
+    assert (v3["previous"]["reused_frames"], v3["previous"]["recomputed_frames"]) == (9, 11)
+    for t in [*range(4), *range(15, 20)]:
+        name = f"{t:05d}.png"
+        assert (tmp_path / "v3" / "masks" / name).read_bytes() == (v2 / "masks" / name).read_bytes(), t
+
+
 def test_a_correction_that_fades_stops_the_forward_pass(tmp_path, monkeypatch):
     from segmentation.inference import Segmenter
 
