@@ -2,7 +2,7 @@
 
 Overlay frames (each object tinted and outlined, as a run draws them) of real footage (DAVIS sequences under DATA)
 or of synthetic clips are encoded at 854x480 and 1920x1080 with x264 at crf 20, keyframes every 2 s and the
-encoder's own threads, as `VideoWriter` sets it up, once per setting, the settings taking turns `--repeats` times
+encoder's own threads (`add_h264_stream`, as `VideoWriter` sets it up), once per setting, the settings taking turns `--repeats` times
 so all see the same machine. Quality is the luma PSNR of the decoded file against the frames given to it: at one
 PSNR a smaller file is the better setting. Seconds swing with the machine: compare the ratios of one run.
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -24,7 +25,7 @@ import pandas as pd
 from segmentation.masks import read_mask
 from segmentation.render import overlay
 from segmentation.synthetic import make_clip
-from segmentation.video import KEYFRAME_SECONDS, X264_OPTIONS, iter_frames
+from segmentation.video import X264_OPTIONS, add_h264_stream, iter_frames
 
 SIZES = {"480p": (854, 480), "1080p": (1920, 1080)}
 FPS = 24
@@ -48,12 +49,7 @@ def overlays(frames: list[np.ndarray], masks: list[np.ndarray], size: tuple[int,
 def encode(planes: list[np.ndarray], size: tuple[int, int], options: dict, path: Path) -> float:
     """Seconds to encode `planes` into `path`, the stream set up as VideoWriter's."""
     with av.open(str(path), "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=FPS)
-        stream.width, stream.height = size
-        stream.pix_fmt = "yuv420p"
-        stream.options = dict(options)
-        stream.codec_context.gop_size = KEYFRAME_SECONDS * FPS
-        stream.thread_type = "AUTO"
+        stream = add_h264_stream(container, *size, Fraction(FPS), options)
         started = time.perf_counter()
         for index, plane in enumerate(planes):
             frame = av.VideoFrame.from_ndarray(plane, format="yuv420p")

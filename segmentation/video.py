@@ -353,6 +353,18 @@ def _parameter_sets(extradata: bytes | None) -> list[bytes]:
     return units
 
 
+def add_h264_stream(container, width: int, height: int, rate: Fraction, options: dict = X264_OPTIONS):
+    """The overlay's H.264 stream in `container`: yuv420p at the size padded to even, a keyframe every
+    KEYFRAME_SECONDS, x264's own threads, `options` (benchmarks/encode.py passes others)."""
+    stream = container.add_stream("libx264", rate=rate)
+    stream.width, stream.height = width + width % 2, height + height % 2
+    stream.pix_fmt = "yuv420p"
+    stream.options = dict(options)
+    stream.codec_context.gop_size = max(1, round(KEYFRAME_SECONDS * rate))
+    stream.thread_type = "AUTO"
+    return stream
+
+
 class VideoWriter:
     """Write RGB frames to an H.264 mp4 that browsers play while it downloads.
 
@@ -371,16 +383,10 @@ class VideoWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # faststart moves the index to the front so playback can start before the download ends.
         self._container = av.open(str(self.path), "w", format="mp4", options={"movflags": "+faststart"})
-        stream = self._container.add_stream("libx264", rate=self.rate)
-        stream.width = self.width + self.width % 2
-        stream.height = self.height + self.height % 2
-        stream.pix_fmt = "yuv420p"
+        stream = add_h264_stream(self._container, self.width, self.height, self.rate)
         # Frames carry pts in this fixed base; the stream's own time_base changes once the muxer starts.
         self._time_base = 1 / self.rate
         stream.time_base = self._time_base
-        stream.options = dict(X264_OPTIONS)
-        stream.codec_context.gop_size = max(1, round(KEYFRAME_SECONDS * self.rate))
-        stream.thread_type = "AUTO"
         self._stream = stream
         self._encoding = True  # until frames are copied after encoded ones: the encoder is flushed then
 
