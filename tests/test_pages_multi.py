@@ -294,6 +294,32 @@ def test_compare_plays_both_videos_from_one_clock(dash_duo, runs):
     assert dash_duo.get_logs() in ([], None)
 
 
+def test_compare_reaches_every_frame_of_the_longer_video(dash_duo, runs):
+    # The short run (10 frames) on the left, the long one (16) on the right: the long one leads, so the shared
+    # slider reaches its last frame, and the short video waits at its end.
+    dash_duo.start_server(create_app())
+    dash_duo.driver.get(f"{dash_duo.server_url}/compare?a={runs.short}&b={runs.long}")
+    wait_until(
+        lambda: _video_ready(dash_duo, "cmp-player-a") and _video_ready(dash_duo, "cmp-player-b"),
+        30,
+        "both players",
+    )
+    assert runs.long in _video(dash_duo, "cmp-player-a", "currentSrc")
+    columns = dash_duo.driver.find_elements(By.CSS_SELECTOR, ".card-header")
+    assert "follows the other video" in columns[0].text and "controls both videos" in columns[1].text
+    assert _slider(dash_duo, "cmp-slider", "aria-valuemax") == 15
+    handle = dash_duo.find_element("#cmp-slider [role=slider]")
+    dash_duo.driver.execute_script("arguments[0].focus()", handle)
+    handle.send_keys("\ue010")  # End: the last frame
+    _at_frame(dash_duo, "cmp-player-a", runs.long, 15, LONG_FPS)
+    wait_until(
+        lambda: abs(_video(dash_duo, "cmp-player-b") - _video(dash_duo, "cmp-player-b", "duration")) < 0.05,
+        10,
+        "the short video at its end",
+    )
+    assert dash_duo.get_logs() in ([], None)
+
+
 def test_ground_truth_added_on_the_player_page_shows_its_chart_at_once(dash_duo, runs, tiny_clip, tmp_path):  # noqa: F811
     import shutil
 

@@ -1,4 +1,4 @@
-"""Compare two runs: players side by side on one clock (the left one's controls play, pause and seek both),
+"""Compare two runs: players side by side on one clock (the longer video's controls play, pause and seek both),
 both trajectories in one 3D plot, and for runs of the same video (same input hash) the per-frame IoU between
 their masks. `va` / `vb` pick an earlier version of either run, so two versions of one run compare alike
 (/compare?a=ID&b=ID&va=1)."""
@@ -39,9 +39,9 @@ def _side(run: Run, key: str, label: str, colour: str, version: int | None = Non
                                     controls=key == "a", muted=True, width="100%", height="auto",
                                     intervalCurrentTime=100)  # fmt: skip
     if key == "b":
-        # assets/player.js plays this video from the left one's clock.
+        # assets/player.js plays this video from the leading one's clock.
         player = html.Div(player, **{"data-follows": "cmp-player-a"})
-    hint = "controls both videos" if key == "a" else "follows the left video"
+    hint = "controls both videos" if key == "a" else "follows the other video"
     return dbc.Col(
         dbc.Card(
             [
@@ -66,8 +66,12 @@ def layout(a=None, b=None, va=None, vb=None, **_query):
         label_a = f"{run_a.name} v{version_a or run_a.version}"
         label_b = f"{run_b.name} v{version_b or run_b.version}"
     colour_a, colour_b = figures.run_colour(0), figures.run_colour(1)
-    meta = player_meta(run_a)
-    meta["frame_count"] = min(run_a.frame_count or 1, run_b.frame_count or 1)
+    # The longer video leads (player "a": the slider, clicks and its controls drive it, the other follows its
+    # clock), so every frame of both can be reached; the left side stays the first run asked for.
+    leads_left = (run_a.frame_count or 1) >= (run_b.frame_count or 1)
+    leader = run_a if leads_left else run_b
+    meta = player_meta(leader)
+    meta["frame_count"] = leader.frame_count or 1
     same_video = run_a.input_hash and run_a.input_hash == run_b.input_hash
     if same_video:
         iou = mask_iou(run_a, run_b, version_a, version_b)
@@ -83,8 +87,8 @@ def layout(a=None, b=None, va=None, vb=None, **_query):
         [
             dcc.Store(id="cmp-meta", data=meta),
             html.H2("Compare runs"),
-            dbc.Row([_side(run_a, "a", label_a, colour_a, version_a), _side(run_b, "b", label_b, colour_b, version_b)],
-                    className="g-3"),  # fmt: skip
+            dbc.Row([_side(run_a, "a" if leads_left else "b", label_a, colour_a, version_a),
+                     _side(run_b, "b" if leads_left else "a", label_b, colour_b, version_b)], className="g-3"),  # fmt: skip
             dcc.Slider(
                 id="cmp-slider",
                 min=0,
