@@ -18,11 +18,13 @@
     return Math.max(0, Math.min(meta.frame_count - 1, f));
   }
 
-  function timeOfFrame(frame, meta) { return (frame + 0.5) / meta.fps; }
+  // Frame 0 at 0 s: there is no frame before it to land on, and 0 goes as seconds, which need no duration (a
+  // fraction is dropped while the video's is not known yet).
+  function timeOfFrame(frame, meta) { return frame > 0 ? (frame + 0.5) / meta.fps : 0; }
 
   function seekValue(frame, meta, duration) {
     const t = timeOfFrame(frame, meta);
-    if (t >= 1) { return t; }
+    if (t <= 0 || t >= 1) { return t; }
     // The player's duration may still be the previous video's for a moment after its url changed.
     const d = duration && Math.abs(duration - meta.duration) < 0.1 * meta.duration ? duration : meta.duration;
     return d > 0 ? t / d : t;

@@ -15,6 +15,11 @@ from dashboard.app import create_app
 TIMEOUT = 120
 
 
+def _seek_time(frame: int, fps: float) -> float:
+    """Where the pages seek for a frame: its middle (its start would risk showing the frame before), 0 for 0."""
+    return (frame + 0.5) / fps if frame else 0.0
+
+
 def _video_time(dash_duo, player_id):
     return dash_duo.driver.execute_script(
         "const v = document.querySelector(arguments[0] + ' video'); return v ? v.currentTime : null;",
@@ -166,7 +171,7 @@ def test_clicking_a_trajectory_point_seeks_the_player_and_moves_the_slider(dash_
     for frame in (7, 3, 0):  # 3/24 s is under one second: dash-player reads it as a fraction unless handled
         _click_3d_point(dash_duo, "traj-3d", 0, frame)
         wait_until(
-            lambda f=frame: abs(_video_time(dash_duo, "player") - (f + 0.5) / fps) < 1e-3,
+            lambda f=frame: abs(_video_time(dash_duo, "player") - _seek_time(f, fps)) < 1e-3,
             10,
             f"the player at frame {frame}",
         )
@@ -213,7 +218,7 @@ def test_clicking_a_trajectory_point_seeks_the_player_and_moves_the_slider(dash_
     assert isinstance(frame, int | float)
     ActionChains(dash_duo.driver).move_to_element(points[6]).click().perform()
     wait_until(
-        lambda: abs(_video_time(dash_duo, "tp-player") - (frame + 0.5) / fps) < 1e-3,
+        lambda: abs(_video_time(dash_duo, "tp-player") - _seek_time(frame, fps)) < 1e-3,
         10,
         f"the small player at frame {frame}",
     )
@@ -262,11 +267,11 @@ def test_the_player_shows_the_frame_the_slider_names(dash_duo, storage_dir, tiny
     handle = dash_duo.find_element("#frame-slider [role=slider]")
     dash_duo.driver.execute_script("arguments[0].focus()", handle)
     shown = []
-    for frame in range(1, len(frames)):
-        handle.send_keys("\ue014")  # arrow right: the next frame
+    for frame in [*range(1, len(frames)), 0]:
+        handle.send_keys("\ue014" if frame else "\ue011")  # arrow right: the next frame; Home: frame 0
         wait_until(lambda f=frame: _slider_value(dash_duo, "frame-slider") == f, 10, f"the slider at {frame}")
         wait_until(
-            lambda f=frame: abs(_video_time(dash_duo, "player") - (f + 0.5) / 24) < 1e-3, 10, f"seeked to {frame}"
+            lambda f=frame: abs(_video_time(dash_duo, "player") - _seek_time(f, 24)) < 1e-3, 10, f"seeked to {frame}"
         )
         picture = _shown_picture(dash_duo, "player")
         errors = [float(np.abs(picture - other).mean()) for other in frames]

@@ -84,7 +84,7 @@ def _slider(dash_duo, slider_id, what="aria-valuenow"):
 def _at_frame(dash_duo, player_id, run_id, frame, fps, timeout=15):
     wait_until(
         lambda: run_id in (_video(dash_duo, player_id, "currentSrc") or "")
-        and abs(_video(dash_duo, player_id) - (frame + 0.5) / fps) < 1e-3,
+        and abs(_video(dash_duo, player_id) - ((frame + 0.5) / fps if frame else 0.0)) < 1e-3,
         timeout,
         f"{player_id} on run {run_id} at frame {frame}",
     )
