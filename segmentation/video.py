@@ -9,6 +9,7 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import lru_cache
 from pathlib import Path
 
 import av
@@ -325,17 +326,27 @@ class SpliceError(ValueError):
 
 def keyframes(path) -> list[int]:
     """The frame indices where an mp4 written by VideoWriter starts a closed group of pictures (read from the
-    container's packets, nothing decoded): where `VideoWriter.copy` may start or stop."""
-    with av.open(str(path)) as container:
+    container's packets, nothing decoded): where `VideoWriter.copy` may start or stop. One splice asks several
+    times (where to splice, then each copy checks its ends): the file is read once while it stays unchanged."""
+    try:
+        stat = Path(path).stat()
+    except OSError:  # missing or unreadable: read uncached, so av.open raises its own error as for any file
+        return list(_keyframes.__wrapped__(str(path), 0, 0))
+    return list(_keyframes(str(path), stat.st_mtime_ns, stat.st_size))
+
+
+@lru_cache(maxsize=8)
+def _keyframes(path: str, _mtime_ns: int, _size: int) -> tuple[int, ...]:
+    with av.open(path) as container:
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate
         if not rate:
             raise SpliceError(f"{Path(path).name}: has no frame rate")
-        return [
+        return tuple(
             round(packet.pts * packet.time_base * rate)
             for packet in container.demux(stream)
             if packet.pts is not None and packet.is_keyframe
-        ]
+        )
 
 
 def _parameter_sets(extradata: bytes | None) -> list[bytes]:
@@ -418,18 +429,19 @@ class VideoWriter:
         name = Path(source).name
         try:
             with av.open(str(source)) as container:
-                stream = container.streams.video[0]
-                if (stream.width, stream.height) != (self._stream.width, self._stream.height) or (
-                    stream.average_rate != self.rate
-                ):
-                    raise SpliceError(f"{name}: another size or frame rate")
-                self._container.start_encoding()  # opens the encoder: its parameter sets are this file's
-                if _parameter_sets(stream.codec_context.extradata) != _parameter_sets(
-                    self._stream.codec_context.extradata
-                ):
-                    raise SpliceError(f"{name}: encoded with other parameters than this file's")
+                self._check_source(container.streams.video[0], name)
         except av.FFmpegError as error:
             raise SpliceError(f"{name}: cannot be read ({_why(error)})") from error
+
+    def _check_source(self, stream, name: str) -> None:
+        """check_copy on the video stream of a source already open."""
+        if (stream.width, stream.height) != (self._stream.width, self._stream.height) or (
+            stream.average_rate != self.rate
+        ):
+            raise SpliceError(f"{name}: another size or frame rate")
+        self._container.start_encoding()  # opens the encoder: its parameter sets are this file's
+        if _parameter_sets(stream.codec_context.extradata) != _parameter_sets(self._stream.codec_context.extradata):
+            raise SpliceError(f"{name}: encoded with other parameters than this file's")
 
     def copy(self, source, start: int, stop: int) -> None:
         """Takes frames [start, stop) of `source` (an mp4 from a VideoWriter of this size and rate) over as they
@@ -440,11 +452,11 @@ class VideoWriter:
             raise ValueError("VideoWriter is closed")
         if start != self.frames_written:
             raise ValueError(f"frames copied from {start} must follow the {self.frames_written} written")
-        self.check_copy(source)
         name = Path(source).name
         try:
             with av.open(str(source)) as container:
                 stream = container.streams.video[0]
+                self._check_source(stream, name)
                 promised = stream.frames
                 starts = keyframes(source)
                 if start not in starts or (stop not in starts and stop < promised):
