@@ -147,10 +147,10 @@ def _train(args: argparse.Namespace) -> None:
     config = TrainConfig(
         data=args.data, out=args.out, val=args.val, temporal_iters=args.temporal_iters,
         joint_iters=args.joint_iters, batch=args.batch, checkpoint_every=args.checkpoint_every,
-        max_hours=args.max_hours, export=args.export, synthetic=args.synthetic, distractors=args.distractors,
+        max_hours=args.max_hours, stop_after=args.stop_after, export=args.export, synthetic=args.synthetic, distractors=args.distractors,
         new_backgrounds=args.new_backgrounds, prompts=args.prompts, init=args.init,
     )  # fmt: skip
-    train(config, device=args.device, resume=args.resume)
+    train(config, device=args.device, resume=args.resume, resume_from=args.resume_from)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -205,8 +205,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--joint-iters", type=int, default=6000)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--checkpoint-every", type=int, default=500)
-    p.add_argument("--max-hours", type=float, default=0.0, help="stop with a checkpoint after this long")
-    p.add_argument("--export", default="", help="write the final fp16 weights here")
+    p.add_argument("--max-hours", type=float, default=0.0,
+                   help="the whole run's hours over every sitting: the schedule decays by them, then it stops")  # fmt: skip
+    p.add_argument("--stop-after", type=float, default=0.0, metavar="HOURS",
+                   help="end this sitting with a checkpoint after this long; the schedule is not shortened")  # fmt: skip
+    p.add_argument("--export", default="",
+                   help="keep the fp16 weights here, with the run's place (written at every checkpoint)")  # fmt: skip
     p.add_argument("--synthetic", type=int, default=0, help="add this many synthetic sequences to the data")
     p.add_argument("--distractors", type=float, default=0.0,
                    help="share of samples (0-1) with another sequence's object pasted in as a distractor")  # fmt: skip
@@ -216,6 +220,8 @@ def parser() -> argparse.ArgumentParser:
                    help="share of samples (0-1) whose prior is a box or strokes on a still frame, as prompts give")  # fmt: skip
     p.add_argument("--init", default="", help="start from these weights (--temporal-iters 0: joint only)")
     p.add_argument("--resume", action="store_true", help="carry on from OUT/last.pt")
+    p.add_argument("--resume-from", default="", metavar="WEIGHTS",
+                   help="carry a run on from its exported weights (optimisers start again, with a warm-up)")  # fmt: skip
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.set_defaults(run=_train)
     return top

@@ -1,7 +1,9 @@
 """Offline training: temporal pretraining without labels (adversarial), then the joint stage on masks.
 
 Checkpoints (`last.pt`) hold the model, optimisers, stage and iteration, so `--resume` carries on where a run
-stopped; each checkpoint is scored on the validation sequences (J&F without online training).
+stopped; each checkpoint is scored on the validation sequences (J&F without online training). The exported fp16
+weights are kept up to date at every checkpoint and record the run's place (stage, iteration, hours, history), so a
+run longer than one sitting can carry on from that small file alone (`--resume-from`), on another machine too.
 """
 
 from __future__ import annotations
@@ -38,9 +40,10 @@ class TrainConfig:
     lr: float = 3e-4
     backbone_lr: float = 6e-5
     checkpoint_every: int = 500
-    max_hours: float = 0.0  # 0: no limit; otherwise stop (with a checkpoint) after this long
+    max_hours: float = 0.0  # the whole run's hours, over every sitting (0: no limit); the schedule decays by them
+    stop_after: float = 0.0  # hours: end this sitting with a checkpoint (the run carries on later); 0: no limit
     seed: int = 0
-    export: str = ""  # where to write the final fp16 weights
+    export: str = ""  # where to keep the fp16 weights (written at every checkpoint and at the end)
     # Synthetic sequences (textured shapes, segmentation.synthetic) added to the training data.
     synthetic: int = 0
     distractors: float = 0.0  # share of joint samples with another sequence's object pasted in (data.py)
@@ -116,8 +119,14 @@ class Trainer:
         self.base_lrs = [g["lr"] for g in self.opt_joint.param_groups]
         self.bf16 = native_bf16(device)  # the joint stage's forward pass; weights, loss and updates stay fp32
         self.stage, self.iteration = "temporal", 0
+        self.warm_from = 0  # the joint iteration its optimiser started at: the warm-up counts from there
         self.history: list[dict] = []
+        self.earlier_seconds = 0.0  # trained in earlier sittings of this run
         self.started = time.time()
+
+    def seconds(self) -> float:
+        """Hours of this run so far, in seconds, over every sitting."""
+        return self.earlier_seconds + time.time() - self.started
 
     # -- checkpoints ---------------------------------------------------------------------------------------------
     def save(self) -> None:
@@ -127,13 +136,27 @@ class Trainer:
             "opt_temporal": self.opt_temporal.state_dict(),
             "opt_discriminator": self.opt_discriminator.state_dict(),
             "opt_joint": self.opt_joint.state_dict(),
-            "stage": self.stage,
-            "iteration": self.iteration,
-            "history": self.history,
-            "config": asdict(self.config),
+            **self.place(),
         }
         torch.save(blob, self.out / "last.tmp")
         (self.out / "last.tmp").replace(self.out / "last.pt")
+
+    def place(self) -> dict:
+        """Where the run stands: what a checkpoint and the exported weights record to carry it on."""
+        return {
+            "stage": self.stage,
+            "iteration": self.iteration,
+            "warm_from": self.warm_from,
+            "seconds": self.seconds(),
+            "history": self.history,
+            "config": asdict(self.config),
+        }
+
+    def carry_on(self, place: dict) -> None:
+        self.stage, self.iteration, self.history = place["stage"], place["iteration"], place["history"]
+        self.warm_from = place.get("warm_from", 0)
+        self.earlier_seconds = place.get("seconds", 0.0)
+        self.started = time.time()
 
     def resume(self) -> None:
         blob = torch.load(self.out / "last.pt", map_location=self.device, weights_only=False)
@@ -142,10 +165,26 @@ class Trainer:
         self.opt_temporal.load_state_dict(blob["opt_temporal"])
         self.opt_discriminator.load_state_dict(blob["opt_discriminator"])
         self.opt_joint.load_state_dict(blob["opt_joint"])
-        self.stage, self.iteration, self.history = blob["stage"], blob["iteration"], blob["history"]
+        self.carry_on(blob)
+
+    def resume_from(self, path: str) -> None:
+        """Carries a run on from its exported weights: the model and the run's place in its schedule. The
+        optimisers start again, so the learning rate warms up again from here."""
+        from .errors import InputError
+
+        model, meta = load_model(path, self.device)
+        if meta.get("stage") != "joint" or "history" not in meta:
+            raise InputError(f"{path} records no joint-stage training run to carry on (export one with --export)")
+        self.model.load_state_dict(model.state_dict())
+        self.carry_on(meta)
+        self.warm_from = self.iteration
 
     def out_of_time(self) -> bool:
-        return self.config.max_hours > 0 and time.time() - self.started > self.config.max_hours * 3600
+        """The run's hours are spent, or this sitting's."""
+        sitting = time.time() - self.started
+        return (self.config.max_hours > 0 and self.seconds() > self.config.max_hours * 3600) or (
+            self.config.stop_after > 0 and sitting > self.config.stop_after * 3600
+        )
 
     # -- stages --------------------------------------------------------------------------------------------------
     def temporal_step(self, samples: JointSamples) -> dict:
@@ -170,11 +209,10 @@ class Trainer:
     def joint_step(self, samples: JointSamples) -> dict:
         progress = self.iteration / max(1, self.config.joint_iters)
         if self.config.max_hours > 0:  # with a time limit, the schedule also decays by the clock
-            progress = min(1.0, max(progress, (time.time() - self.started) / (self.config.max_hours * 3600)))
+            progress = min(1.0, max(progress, self.seconds() / (self.config.max_hours * 3600)))
+        warm = min(1.0, (self.iteration - self.warm_from + 1) / 200)
         for group, base in zip(self.opt_joint.param_groups, self.base_lrs):  # warm-up, then cosine decay
-            group["lr"] = (
-                base * min(1.0, (self.iteration + 1) / 200) * 0.5 * (1 + math.cos(math.pi * progress))
-            )
+            group["lr"] = base * warm * 0.5 * (1 + math.cos(math.pi * progress))
         previous, frame, previous_mask, mask = to_batch(samples.batch(self.config.batch), self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             features, temporal, predicted = self.model.encode(frame, previous)
@@ -217,11 +255,7 @@ class Trainer:
                 bar.set_postfix({k: f"{v:.4f}" for k, v in running.items()})
                 last = self.iteration == total or self.out_of_time()
                 if self.iteration % self.config.checkpoint_every == 0 or last:
-                    record = {
-                        "stage": stage,
-                        "iteration": self.iteration,
-                        "seconds": time.time() - self.started,
-                    }
+                    record = {"stage": stage, "iteration": self.iteration, "seconds": self.seconds()}
                     record.update(running)
                     if stage == "joint" and val:
                         try:
@@ -234,24 +268,23 @@ class Trainer:
                     self.history.append(record)
                     self.save()
                     (self.out / "history.json").write_text(json.dumps(self.history, indent=1))
+                    self.export()
                 if self.out_of_time():
                     bar.close()
-                    return self.finish(stopped_early=True)
+                    return
             bar.close()
-        self.finish(stopped_early=False)
 
-    def finish(self, stopped_early: bool) -> None:
+    def export(self) -> None:
         if not self.config.export:
             return
+        done = self.stage == "joint" and self.iteration >= self.config.joint_iters
         meta = {
             "version": __version__,
             "trained": time.strftime("%Y-%m-%d"),
-            "stage": self.stage,
-            "iteration": self.iteration,
-            "stopped_early": stopped_early,
+            "stopped_early": not done,
             "precision": "bf16" if self.bf16 else "fp32",  # of the joint stage's forward pass
-            "config": asdict(self.config),
             "last_validation": next((h["val"] for h in reversed(self.history) if "val" in h), None),
+            **self.place(),
         }
         save_weights(self.model, self.config.export, meta)
 
@@ -277,7 +310,8 @@ def synthetic_sequences(root: Path, count: int, size: tuple[int, int]) -> list[P
     return made
 
 
-def train(config: TrainConfig, device: str = "auto", resume: bool = False) -> None:
+def train(config: TrainConfig, device: str = "auto", resume: bool = False, resume_from: str = "") -> None:
+    """resume: carry on from OUT/last.pt where there is one; resume_from: from a run's exported weights."""
     dev = pick_device(device)
     torch.set_float32_matmul_precision("high")
     dirs = sequence_dirs(config.data)
@@ -296,4 +330,7 @@ def train(config: TrainConfig, device: str = "auto", resume: bool = False) -> No
     if resume and (Path(config.out) / "last.pt").is_file():
         trainer.resume()
         tqdm.write(f"resumed at {trainer.stage} iteration {trainer.iteration}")
+    elif resume_from:
+        trainer.resume_from(resume_from)
+        tqdm.write(f"carried on from {resume_from} at {trainer.stage} iteration {trainer.iteration}")
     trainer.run(train_seqs, val_seqs)

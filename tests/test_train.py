@@ -1,4 +1,5 @@
-"""Offline training end to end on two tiny synthetic sequences: stages, checkpoints, validation, resume, export."""
+"""Offline training end to end on two tiny synthetic sequences: stages, checkpoints, validation, resume, export,
+and a run carried on across sittings from its exported weights."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import math
 import shutil
 
 import cv2
+import pytest
 import torch
 
+from segmentation.errors import InputError
 from segmentation.runtime import native_bf16
 from segmentation.synthetic import make_clip
 from segmentation.train import TrainConfig, train
-from segmentation.weights import load_model
+from segmentation.weights import load_model, save_weights
 
 
 def davis_layout(root, name, seed):
@@ -146,3 +149,32 @@ def test_prompt_priors_are_boxes_around_the_object_or_strokes_inside_it(tmp_path
                            prompts=1.0)  # fmt: skip
     sample = samples.sample()
     assert (sample["frames"] == sample["frames"][-1:]).all()  # still frames behind a prompt, as the product runs
+
+
+def test_a_run_stops_for_the_sitting_and_carries_on_from_its_exported_weights(tmp_path):
+    davis_layout(tmp_path, "alpha", 1)
+    davis_layout(tmp_path, "beta", 2)
+    config = TrainConfig(
+        data=[str(tmp_path / "data")], out=str(tmp_path / "ck"), val=["beta"], temporal_iters=0, joint_iters=4,
+        batch=2, crop=(64, 64), checkpoint_every=10, export=str(tmp_path / "run.pt"),
+        stop_after=1e-9,  # this sitting ends after its first iteration, with a checkpoint and the export
+    )  # fmt: skip
+    train(config, device="cpu")
+    _, meta = load_model(tmp_path / "run.pt")
+    assert (meta["stage"], meta["iteration"], meta["stopped_early"]) == ("joint", 1, True)
+    assert [h["iteration"] for h in meta["history"]] == [1] and meta["seconds"] > 0
+
+    # Another sitting, elsewhere: only the exported file travels. It carries on at iteration 2 with the model it
+    # left, and its history and hours add up.
+    config.out, config.stop_after = str(tmp_path / "elsewhere"), 0.0
+    train(config, device="cpu", resume_from=str(tmp_path / "run.pt"))
+    _, carried = load_model(tmp_path / "run.pt")
+    assert (carried["iteration"], carried["stopped_early"]) == (4, False)
+    assert [h["iteration"] for h in carried["history"]] == [1, 4]
+    assert carried["warm_from"] == 1 and carried["seconds"] > meta["seconds"]
+    assert carried["history"][-1]["val"]["sequences"][0]["sequence"] == "beta"
+
+    # A file with no run in it (the shipped weights, say) is refused in words.
+    save_weights(load_model(tmp_path / "run.pt")[0], tmp_path / "plain.pt", {"trained": "elsewhere"})
+    with pytest.raises(InputError, match="no joint-stage training run"):
+        train(config, device="cpu", resume_from=str(tmp_path / "plain.pt"))
