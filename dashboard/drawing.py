@@ -225,6 +225,12 @@ def prompts(drawing: list[dict], width: int, height: int, frame: int = 0) -> Pro
     return Prompts(boxes, polygons, problems, strokes)
 
 
+def usable(drawing: list[dict], width: int, height: int) -> list[dict]:
+    """The items that give the model something: not those that `prompts` leaves out as problems (a box without
+    an area, a shape wholly off the frame), so an object is not counted as drawn by them alone."""
+    return [item for item in drawing if not prompts([item], width, height, item.get("frame", 0)).problems]
+
+
 def _inside_parts(points: np.ndarray, width: int, height: int) -> list[tuple]:
     """A freehand line's parts on the frame, in whole pixels: cut at the frame's edge, each stretch inside its own
     stroke (a line that leaves the frame and comes back is not joined across the outside)."""
@@ -495,7 +501,8 @@ def register(app, prefix: str, load) -> None:
         shown = figure(frame, labels, at_frame(drawing, index), current, tool, brush)
         # Where the source fixes the frame (a correction), every object is drawn there: no start frames to tell.
         starts = source.get("frame") is None
-        return shown, drawing, drawn_objects(drawing, prefix, starts), message, {}, None, label
+        objects = drawn_objects(usable(drawing, width, height), prefix, starts)
+        return shown, drawing, objects, message, {}, None, label
 
     @app.callback(
         Output(f"{prefix}-object", "options"),

@@ -71,3 +71,14 @@ def test_an_eraser_takes_its_object_s_pixels_under_it_away():
     labels = drawing.labels_of(np.zeros((64, 96, 3), np.uint8), [], [], base, strokes=[across])
     assert not (labels[18:23, 10:40] == 1).any() and (labels[10:17, 10:40] == 1).all()
     assert np.array_equal(labels == 2, base == 2)  # object 2 is not object 1
+
+
+def test_an_object_is_drawn_only_by_items_that_give_the_model_something():
+    flat = drawn([{**BOX, "y1": BOX["y0"]}], current=1, frame=0)  # a zero-area box: a problem, left out
+    off = drawn([{"type": "path", "path": "M200,10L220,10"}], current=2, frame=0, tool="paint")
+    good = drawn([BOX], current=3, frame=0)
+    items = [{**item, "key": key} for key, item in enumerate(flat + off + good)]
+    assert [item["object"] for item in drawing.usable(items, 96, 64)] == [3]
+    assert drawing.prompts(items, 96, 64, 0).problems  # each still says why it was left out
+    text = str(drawing.drawn_objects(drawing.usable(items[:2], 96, 64), "p").children[0].children)
+    assert text == "0 objects drawn"
