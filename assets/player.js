@@ -22,8 +22,9 @@
   // fraction is dropped while the video's is not known yet).
   function timeOfFrame(frame, meta) { return frame > 0 ? (frame + 0.5) / meta.fps : 0; }
 
-  function seekValue(frame, meta, duration) {
-    const t = timeOfFrame(frame, meta);
+  function seekValue(frame, meta, duration) { return seekTime(timeOfFrame(frame, meta), meta, duration); }
+
+  function seekTime(t, meta, duration) {
     if (t <= 0 || t >= 1) { return t; }
     // The player's duration may still be the previous video's for a moment after its url changed.
     const d = duration && Math.abs(duration - meta.duration) < 0.1 * meta.duration ? duration : meta.duration;
@@ -373,6 +374,15 @@
         let frame = null;
         if (triggered("cmp-3d")) { frame = frameOfPoint(click3d); }
         else if (triggered("cmp-iou")) { frame = frameOfPoint(clickIou); }
+        // A point of the following run is a frame at its own rate: the leader goes to the middle of that
+        // frame's time, where the follower, on the leader's clock, shows it.
+        const fps = triggered("cmp-3d") && (meta.fps_of || {})[runOfPoint(click3d)];
+        if (frame !== null && fps && fps !== meta.fps) {
+          const t = frame > 0 ? (frame + 0.5) / fps : 0;
+          const leaderFrame = frameOfTime(t, meta);
+          seekByHand(leaderFrame);
+          return [seekTime(t, meta, durationA), leaderFrame];
+        }
         if (frame !== null) { seekByHand(frame); return [seekValue(frame, meta, durationA), frame]; }
         if (triggered("cmp-slider")) {
           const now = timeA === null || timeA === undefined ? -1 : frameOfTime(timeA, meta);

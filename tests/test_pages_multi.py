@@ -317,6 +317,12 @@ def test_compare_reaches_every_frame_of_the_longer_video(dash_duo, runs):
         10,
         "the short video at its end",
     )
+    # A click on the short run's point at frame 6 (24 fps) puts both videos at that frame's time: the short
+    # video shows its frame 6, the long one (6 fps) and the slider are at frame 1 (not at the long run's 6).
+    _emit_3d_click(dash_duo, "cmp-3d", runs.short, 6)
+    wait_until(lambda: abs(_video(dash_duo, "cmp-player-a") - 6.5 / SHORT_FPS) < 1e-3, 10, "the leader at 6.5/24 s")
+    wait_until(lambda: _slider(dash_duo, "cmp-slider") == 1, 10, "the slider at the long run's frame 1")
+    wait_until(lambda: abs(_video(dash_duo, "cmp-player-b") - 6.5 / SHORT_FPS) < 0.02, 10, "the short video there")
     assert dash_duo.get_logs() in ([], None)
 
 

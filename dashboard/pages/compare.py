@@ -68,10 +68,11 @@ def layout(a=None, b=None, va=None, vb=None, **_query):
     colour_a, colour_b = figures.run_colour(0), figures.run_colour(1)
     # The longer video leads (player "a": the slider, clicks and its controls drive it, the other follows its
     # clock), so every frame of both can be reached; the left side stays the first run asked for.
-    leads_left = (run_a.frame_count or 1) >= (run_b.frame_count or 1)
+    leads_left = player_meta(run_a)["duration"] >= player_meta(run_b)["duration"]
     leader = run_a if leads_left else run_b
     meta = player_meta(leader)
     meta["frame_count"] = leader.frame_count or 1
+    meta["fps_of"] = {run.id: player_meta(run)["fps"] for run in (run_a, run_b)}  # a clicked point's frame rate
     same_video = run_a.input_hash and run_a.input_hash == run_b.input_hash
     if same_video:
         iou = mask_iou(run_a, run_b, version_a, version_b)
