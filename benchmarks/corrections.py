@@ -7,7 +7,10 @@ result (`previous=`, as `stcnn segment --previous` does: only what the correctio
 Online training is fixed at the preset's iterations (a generous time cap), so J&F does not depend on how fast the
 machine was; seconds are worth comparing only within one run of this script.
 
-Usage: python benchmarks/corrections.py [DATA] [--sequences ...] [--rounds 3] [--preset fast]
+With --carry N [N ...] the whole simulation runs once per value of how many frames a given mask is carried by
+optical flow (`inference.CARRY_FRAMES`; 0: not at all), one after the other, and the tables name it.
+
+Usage: python benchmarks/corrections.py [DATA] [--sequences ...] [--rounds 3] [--preset fast] [--carry 0 8]
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from segmentation import inference
 from segmentation.evaluate import evaluate_sequence
 from segmentation.masks import ids_in, read_mask
 from segmentation.pipeline import SegmentOptions, segment
@@ -60,7 +64,7 @@ def rounds(seq: Path, start: str, n_rounds: int, options: SegmentOptions, work: 
         recomputed = summary["previous"]["recomputed_frames"] if summary["previous"] else len(truth)
         settled = (summary["previous"] or {}).get("settled_at")
         timings = summary["timings_s"]
-        rows.append({"sequence": seq.name, "start": start, "round": n, "JF": 100 * jf.mean(), "seconds": seconds,
+        rows.append({"sequence": seq.name, "start": start, "carry": inference.CARRY_FRAMES, "round": n, "JF": 100 * jf.mean(), "seconds": seconds,
                      "recomputed": recomputed, "settled_at": -1 if settled is None else settled, "online_s": timings["online_training"],
                      "propagation_s": timings["propagation"], "render_s": timings["render"]})  # fmt: skip
         worst = int(jf.drop(index=[f for f in given if f in jf.index]).idxmin())
@@ -78,24 +82,31 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--preset", default="fast", choices=["fast", "balanced", "quality"])
     parser.add_argument("--starts", nargs="*", default=["mask", "boxes"], choices=["mask", "boxes"])
+    parser.add_argument("--carry", type=int, nargs="*", default=[inference.CARRY_FRAMES],
+                        help="frames a given mask is carried by optical flow; several: one simulation each")  # fmt: skip
     parser.add_argument("--full", action="store_true",
                         help="each round a whole new run on every annotation so far (no --previous): the reference")  # fmt: skip
     args = parser.parse_args()
     options = SegmentOptions(preset=args.preset, online_seconds=600)  # the preset's iterations, not its seconds
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.sequences:
-            for start in args.starts:
-                rows += rounds(Path(args.data) / name, start, args.rounds, options, Path(tmp) / name / start, args.full)
-                print(pd.DataFrame(rows[-args.rounds - 1 :]).round(1).to_string(index=False), flush=True)
+        for carry in args.carry:
+            inference.CARRY_FRAMES = carry
+            for name in args.sequences:
+                for start in args.starts:
+                    work = Path(tmp) / f"carry{carry}" / name / start
+                    rows += rounds(Path(args.data) / name, start, args.rounds, options, work, args.full)
+                    print(pd.DataFrame(rows[-args.rounds - 1 :]).round(1).to_string(index=False), flush=True)
     table = pd.DataFrame(rows)
     print("\nmean over sequences (J&F; seconds per run, same machine, one after the other)")
-    print(table.pivot_table(index="start", columns="round", values=["JF", "seconds"]).round(1).to_string())
-    low = table[(table["round"] == 0) & (table["start"] == "mask") & (table["JF"] < 75)]["sequence"]
-    if len(low) and args.rounds >= 2:
-        hard = table[table["sequence"].isin(low) & (table["start"] == "mask")]
-        gain = hard[hard["round"] == 2]["JF"].mean() - hard[hard["round"] == 0]["JF"].mean()
-        print(f"sequences below 75 at round 0 ({', '.join(low)}): +{gain:.1f} J&F after two corrections")
+    print(table.pivot_table(index=["carry", "start"], columns="round", values=["JF", "seconds"]).round(1).to_string())
+    for carry, runs in table.groupby("carry"):
+        low = runs[(runs["round"] == 0) & (runs["start"] == "mask") & (runs["JF"] < 75)]["sequence"]
+        if len(low) and args.rounds >= 2:
+            hard = runs[runs["sequence"].isin(low) & (runs["start"] == "mask")]
+            gain = hard[hard["round"] == 2]["JF"].mean() - hard[hard["round"] == 0]["JF"].mean()
+            print(f"carry {carry}: sequences below 75 at round 0 ({', '.join(low)}): "
+                  f"+{gain:.1f} J&F after two corrections")  # fmt: skip
 
 
 if __name__ == "__main__":

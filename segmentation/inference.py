@@ -2,7 +2,8 @@
 
 `step` with a mask (re)starts the given objects from it, which is how frame 0 works and how objects that appear
 later (a palette mask given at a later frame) are added; without a mask it predicts every known object from the
-previous frame's result, merging objects by soft aggregation.
+previous frame's result, merging objects by soft aggregation. A given mask is also carried by optical flow over
+the next CARRY_FRAMES steps and blended into the prediction there (`_carry`), so the frames next to a fix follow it.
 
 With several objects two priors keep each object on its own pixels, because the model follows appearance more than
 the previous mask (left alone, each object's prediction covers every salient object in view):
@@ -36,6 +37,11 @@ MATCH_LEVEL = 1
 # of temperatures, from benchmarks/multi_object.py, is in weights/README.md).
 MATCH_TEMPERATURE = 1.0
 MATCH_ROWS = 4096  # pixels matched at once: bounds the similarity matrix at large internal sizes
+# A given mask is also carried to the next CARRY_FRAMES frames by optical flow, and blended with the model's
+# prediction there by a weight falling from 1 to 0 over them (in whichever direction the pass goes). Right after a
+# mask the flow moves it more truly than the model predicts it, thin parts above all; further on the flow drifts
+# and the model is better (weights/README.md has the comparison of lengths).
+CARRY_FRAMES = 8
 
 
 def gated(gate: bool, n_objects: int) -> bool:
@@ -90,11 +96,21 @@ class InferenceState:
     reference_frames: torch.Tensor | None = None  # the annotated frame each reference row comes from
     labels: torch.Tensor | None = None  # (h, w) the last frame's result at the model's size: 0, or 1 + object index
     probs: torch.Tensor | None = None  # (K, h, w) each object's probability in the last frame, at the model's size
+    grey: np.ndarray | None = None  # the last frame, grey at the model's size: what the flow is measured from
+    carried: torch.Tensor | None = None  # (K, h, w) each object's last given mask, moved along by the flow since
+    trusted: torch.Tensor | None = None  # (K, h, w) 1 where every flow step that moved it there was consistent
+    carried_for: list[int] = field(default_factory=list)  # per object: frames since its mask was given
 
     def model_size_ids(self) -> np.ndarray:
         """The last frame's result at the model's size as object ids (uint8), what `Segmenter.resume` takes."""
         lut = np.array([0, *self.object_ids], np.uint8)
         return lut[self.labels.cpu().numpy()]
+
+
+def _flow() -> cv2.DISOpticalFlow:
+    if not hasattr(_flow, "dis"):
+        _flow.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    return _flow.dis
 
 
 class Segmenter:
@@ -164,9 +180,10 @@ class Segmenter:
         return other
 
     def _to_tensor(self, frame: np.ndarray) -> torch.Tensor:
-        small = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
-        x = torch.from_numpy(small).to(self.device).permute(2, 0, 1)[None].float()
-        return normalise(x)
+        return self._normalised(cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA))
+
+    def _normalised(self, small: np.ndarray) -> torch.Tensor:
+        return normalise(torch.from_numpy(small).to(self.device).permute(2, 0, 1)[None].float())
 
     def _previous_frames(self, x: torch.Tensor) -> torch.Tensor:
         history = list(self.state.history) or [x]
@@ -194,14 +211,16 @@ class Segmenter:
         state = self.state
         state.frame_index += 1
         width, height = out_size or (frame.shape[1], frame.shape[0])
-        x = self._to_tensor(frame)
+        small = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
+        x = self._normalised(small)
+        grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
         given = ids_in(mask) if mask is not None else []
         new_ids = [i for i in given if i not in state.object_ids]
         if len(state.object_ids) + len(new_ids) > MAX_OBJECTS:
             raise ValueError(f"at most {MAX_OBJECTS} objects")
 
         if state.object_ids and (mask is None or len(given) < len(state.object_ids) + len(new_ids)):
-            probs = self._predict(x)  # (K, h, w) for known objects
+            probs = self._carry(self._predict(x), grey)  # (K, h, w) for known objects
         else:
             probs = None
         # Objects in the given mask are what it draws them as, nowhere else; the others keep the prediction where
@@ -217,12 +236,13 @@ class Segmenter:
             drawn = given_onehot.sum(0, keepdim=True) > 0
             redrawn = torch.tensor([i in given for i in state.object_ids], device=self.device)[:, None, None]
             probs = torch.where(drawn | redrawn, given_onehot, probs)
+            self._start_carry(given_onehot, [i in given for i in state.object_ids])
 
         if mask is not None and given and self.match and remember:
             self._remember(x, mask, given)
         labels_small = self._labels(probs)
         state.masks = torch.stack([(labels_small == j + 1) for j in range(k)])[:, None].float()
-        state.labels, state.probs = labels_small, probs
+        state.labels, state.probs, state.grey = labels_small, probs, grey
         state.history.append(x)
         if mask is not None and not state.object_ids:
             return np.zeros((height, width), np.uint8)
@@ -251,6 +271,51 @@ class Segmenter:
             probs = probs * near
         if self.match and len(state.object_ids) > 1:
             probs = probs * self._match(features[MATCH_LEVEL], probs.shape[-2:])
+        return probs
+
+    def _start_carry(self, onehot: torch.Tensor, given: list[bool]) -> None:
+        """The given objects' masks start being carried; the others carry on as they were."""
+        state = self.state
+        k = len(onehot)
+        ages = state.carried_for + [CARRY_FRAMES + 1] * (k - len(state.carried_for))
+        carried = torch.zeros_like(onehot) if state.carried is None else state.carried
+        trusted = torch.zeros_like(onehot) if state.trusted is None else state.trusted
+        if len(carried) < k:
+            more = torch.zeros(k - len(carried), *onehot.shape[1:], device=onehot.device)
+            carried, trusted = torch.cat([carried, more]), torch.cat([trusted, more])
+        for j in range(k):
+            if given[j]:
+                carried[j], trusted[j], ages[j] = onehot[j], 1, 0
+        state.carried, state.trusted, state.carried_for = carried, trusted, ages
+
+    def _carry(self, probs: torch.Tensor, grey: np.ndarray) -> torch.Tensor:
+        """The model's probabilities blended with the masks given up to CARRY_FRAMES frames ago, moved here by
+        the optical flow from the last frame (DIS, at the model's size: a few milliseconds a direction). Only where
+        the flow is consistent both ways, on every step since the mask (Sundaram et al.'s test): elsewhere (fast
+        motion, occlusions, surfaces the flow cannot follow) the model's own prediction stands."""
+        state = self.state
+        live = [j for j, age in enumerate(state.carried_for) if age < CARRY_FRAMES and j < len(probs)]
+        if not live or state.grey is None:
+            state.carried_for = [age + 1 for age in state.carried_for]
+            return probs
+        back = _flow().calc(grey, state.grey, None)  # where each pixel of this frame was in the last one
+        ahead = _flow().calc(state.grey, grey, None)
+        h, w = grey.shape
+        xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        map_x, map_y = xs + back[..., 0], ys + back[..., 1]
+        returned = cv2.remap(ahead, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        error = ((back + returned) ** 2).sum(-1)
+        consistent = (error < 0.01 * ((back**2).sum(-1) + (returned**2).sum(-1)) + 0.5).astype(np.float32)
+        probs = probs.clone()
+        for j in live:
+            planes = torch.stack([state.carried[j], state.trusted[j]]).cpu().numpy().transpose(1, 2, 0)
+            moved = cv2.remap(planes, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+            moved[..., 1] *= consistent
+            carried, trusted = torch.from_numpy(moved.transpose(2, 0, 1).copy()).to(probs.device)
+            state.carried[j], state.trusted[j] = carried, trusted
+            weight = (1 - (state.carried_for[j] + 1) / (CARRY_FRAMES + 1)) * trusted
+            probs[j] = weight * carried + (1 - weight) * probs[j]
+        state.carried_for = [age + 1 for age in state.carried_for]
         return probs
 
     def _remember(self, x: torch.Tensor, mask: np.ndarray, given: list[int]) -> None:

@@ -43,6 +43,7 @@ from .versions import (
     AGREE_FRAMES,
     Previous,
     agrees,
+    before_carried_masks,
     changed_frames,
     first_changed,
     keep_frame,
@@ -298,6 +299,7 @@ def _segment_once(
         # stops (`settled`) where it gives the previous result again after the last changed annotation.
         changed = changed_frames(previous, annotations) if previous else []
         resume_at = first_changed(previous, changed, max(info.frame_count, 1)) if previous else 0
+        resume_at = before_carried_masks(resume_at, annotations.frames)
         settle_after = changed[-1] if changed else None
         spans = [span for span in spans if span.frame >= resume_at]
         kept: dict[

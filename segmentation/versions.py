@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import inference
 from .annotations import Annotations, BackwardSpan
 from .errors import InputError
 from .evaluate import jaccard
@@ -159,6 +160,16 @@ def first_changed(previous: Previous, changed: list[int], count: int) -> int:
         return count
     reach = [span.stop + 1 for span in previous.spans() if span.frame >= changed[0]]
     return min([changed[0], *reach])
+
+
+def before_carried_masks(resume_at: int, annotated: list[int]) -> int:
+    """`resume_at`, or the earliest annotated frame whose mask is still carried by the flow there, through a chain
+    of such frames (inference.CARRY_FRAMES): a resumed segmenter carries no masks, so it resumes where they start."""
+    while True:
+        carried = [a for a in annotated if resume_at - inference.CARRY_FRAMES <= a < resume_at]
+        if not carried:
+            return resume_at
+        resume_at = min(carried)
 
 
 def agrees(ids: np.ndarray, earlier: np.ndarray) -> bool:

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from segmentation import inference
 from segmentation.annotations import backward_spans
 from segmentation.errors import InputError
 from segmentation.evaluate import jaccard
@@ -213,7 +214,8 @@ def test_previous_recomputes_only_what_a_correction_reaches(tmp_path, monkeypatc
     ).read_text()
 
 
-def test_a_second_correction_counts_each_frame_once(tmp_path):
+def test_a_second_correction_counts_each_frame_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(inference, "CARRY_FRAMES", 0)  # the passes' bookkeeping alone (the flow's: below)
     # Version 3 adds a correction at 6 to version 2's at 12: the forward pass from 6 (settling at 14) also
     # passes over 10-11, which the reverse pass from 12 (now reaching back to 9, half way to 6) segments again.
     clip = make_clip(tmp_path / "clip", n_frames=20, size=(192, 128), n_objects=2, seed=0)
@@ -234,6 +236,7 @@ def test_a_second_correction_counts_each_frame_once(tmp_path):
 def test_a_correction_that_fades_stops_the_forward_pass(tmp_path, monkeypatch):
     from segmentation.inference import Segmenter
 
+    monkeypatch.setattr(inference, "CARRY_FRAMES", 0)  # the flow would carry the correction on past 11
     clip = make_clip(tmp_path / "clip", n_frames=20, size=(192, 128), n_objects=1, seed=3)
     before = tmp_path / "before"
     segment(clip.video, _masks_folder(tmp_path / "m1", clip, {0: 1}), before, STILL)
@@ -256,10 +259,44 @@ def test_a_correction_that_fades_stops_the_forward_pass(tmp_path, monkeypatch):
     assert len(rows) == len((before / "trajectory.csv").read_text().splitlines())
 
 
-def test_a_correction_draws_the_overlay_again_only_around_what_it_changed(tmp_path):
+def test_a_correction_soon_after_another_mask_resumes_where_that_mask_is_carried_from(tmp_path):
+    # Object 2 is drawn again at 10, and its mask is carried by the flow over the frames after it; a correction of
+    # object 1 at 14 (within that reach) resumes at 10, so that object 2 is carried on exactly as in a full run.
+    assert 14 - 10 < inference.CARRY_FRAMES < 14
+    clip = make_clip(tmp_path / "clip", n_frames=24, size=(192, 128), n_objects=2, seed=0)
+
+    def masks(folder, frames_ids):
+        folder.mkdir()
+        for frame, ids in frames_ids.items():
+            truth = read_mask(clip.gt_dir / f"{frame:05d}.png")
+            write_mask(folder / f"{frame:05d}.png", np.where(np.isin(truth, ids), truth, 0).astype(np.uint8))
+        return folder
+
+    before = tmp_path / "before"
+    segment(clip.video, masks(tmp_path / "m1", {0: [1, 2], 10: [2]}), before, STILL)
+    corrected = masks(tmp_path / "m2", {0: [1, 2], 10: [2], 14: [1]})
+    again = segment(clip.video, corrected, tmp_path / "again", STILL, previous=before)
+    full = segment(clip.video, corrected, tmp_path / "full", STILL)
+    settled = again["previous"]["settled_at"]  # past it the previous result is kept, as it agreed with it
+    for t in range(24 if settled is None else settled + 1):
+        name = f"{t:05d}.png"
+        assert np.array_equal(
+            read_mask(tmp_path / "again" / "masks" / name), read_mask(tmp_path / "full" / "masks" / name)
+        ), t
+    # Resumed at 10, its reverse pass is redone too: frames are kept as they were before it reaches (5, half way
+    # to object 2's mask at 0).
+    assert full["previous"] is None
+    assert again["corrections"] == [{"frame": 10, "objects": {"2": 5}}, {"frame": 14, "objects": {"1": 7}}]
+    for t in range(6):
+        name = f"{t:05d}.png"
+        assert (tmp_path / "again" / "masks" / name).read_bytes() == (before / "masks" / name).read_bytes(), t
+
+
+def test_a_correction_draws_the_overlay_again_only_around_what_it_changed(tmp_path, monkeypatch):
     from segmentation.render import overlay
     from segmentation.video import iter_frames, keyframes
 
+    monkeypatch.setattr(inference, "CARRY_FRAMES", 0)  # where the forward pass settles, without the flow's carry
     # 24 frames/s: a keyframe every 48 frames. The correction at 90 reaches back to 70 (halfway to the one at 50).
     clip = make_clip(tmp_path / "clip", n_frames=100, size=(128, 96), n_objects=2, seed=0)
     before = tmp_path / "before"
@@ -423,9 +460,11 @@ def test_boxes_at_frame_0_and_a_mask_correction_later(tmp_path):
         segment(clip.video, masks, tmp_path / "out2", STILL)
 
 
-def test_a_correction_keeps_the_mask_its_unchanged_boxes_made(tmp_path):
+def test_a_correction_keeps_the_mask_its_unchanged_boxes_made(tmp_path, monkeypatch):
     # Online training moves the decoder on, so the same box would make another mask: the previous one is kept, and
-    # the frames before the correction with it. A box that changed is made into a mask again.
+    # the frames before the correction with it. A box that changed is made into a mask again. (Without the flow's
+    # carry: with it, a correction this near frame 0 resumes at 0, as the test above shows.)
+    monkeypatch.setattr(inference, "CARRY_FRAMES", 0)
     clip = make_clip(tmp_path / "clip", n_frames=12, size=(160, 96), n_objects=1, seed=5)
     box = box_of(read_mask(clip.mask), 1)
     fast = SegmentOptions(preset="fast", online_seconds=600)
