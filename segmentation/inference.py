@@ -107,12 +107,6 @@ class InferenceState:
         return lut[self.labels.cpu().numpy()]
 
 
-def _flow() -> cv2.DISOpticalFlow:
-    if not hasattr(_flow, "dis"):
-        _flow.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    return _flow.dis
-
-
 class Segmenter:
     def __init__(
         self,
@@ -132,6 +126,7 @@ class Segmenter:
         # channels_last where PyTorch's convolutions gain from it; an exported graph takes plain NCHW.
         self.channels_last = device.type in ("cpu", "cuda") and self.encode.runtime == "torch"
         self.state = InferenceState()
+        self.flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)  # one each: not thread-safe
 
     def reset(self) -> None:
         self.state = InferenceState()
@@ -298,8 +293,8 @@ class Segmenter:
         if not live or state.grey is None:
             state.carried_for = [age + 1 for age in state.carried_for]
             return probs
-        back = _flow().calc(grey, state.grey, None)  # where each pixel of this frame was in the last one
-        ahead = _flow().calc(state.grey, grey, None)
+        back = self.flow.calc(grey, state.grey, None)  # where each pixel of this frame was in the last one
+        ahead = self.flow.calc(state.grey, grey, None)
         h, w = grey.shape
         xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
         map_x, map_y = xs + back[..., 0], ys + back[..., 1]

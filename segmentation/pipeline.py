@@ -299,7 +299,8 @@ def _segment_once(
         # stops (`settled`) where it gives the previous result again after the last changed annotation.
         changed = changed_frames(previous, annotations) if previous else []
         resume_at = first_changed(previous, changed, max(info.frame_count, 1)) if previous else 0
-        resume_at = before_carried_masks(resume_at, annotations.frames)
+        if changed:  # a resumed segmenter carries no masks: it starts where those still carried there were given
+            resume_at = before_carried_masks(resume_at, annotations.frames)
         settle_after = changed[-1] if changed else None
         spans = [span for span in spans if span.frame >= resume_at]
         kept: dict[
