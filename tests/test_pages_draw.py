@@ -277,9 +277,11 @@ def test_a_frame_corrected_from_the_player_makes_a_new_version(dash_duo, storage
     click(dash_duo, "#version-1")
     wait_until(lambda: "version=1" in dash_duo.driver.current_url, 10, "version 1 in the player")
     dash_duo.wait_for_contains_text("#frame-label", "Frame 0 / 9", timeout=20)
-    # The video's source follows the version picked in a callback of its own, so it is polled.
+    # The video's source follows the version picked in a callback of its own, so it is polled (read in the page:
+    # the element may be drawn anew between a lookup and a read of it).
+    source = "const v = document.querySelector('#player video'); return v ? v.getAttribute('src') : '';"
     wait_until(
-        lambda: dash_duo.find_element("#player video").get_attribute("src").endswith("/files/overlay?version=1"),
+        lambda: (dash_duo.driver.execute_script(source) or "").endswith("/files/overlay?version=1"),
         20,
         "version 1's overlay in the player",
     )
