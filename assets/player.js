@@ -378,7 +378,7 @@
         // frame's time, where the follower, on the leader's clock, shows it.
         const fps = triggered("cmp-3d") && (meta.fps_of || {})[runOfPoint(click3d)];
         if (frame !== null && fps && fps !== meta.fps) {
-          const t = frame > 0 ? (frame + 0.5) / fps : 0;
+          const t = timeOfFrame(frame, { fps: fps });
           const leaderFrame = frameOfTime(t, meta);
           seekByHand(leaderFrame);
           return [seekTime(t, meta, durationA), leaderFrame];

@@ -289,7 +289,7 @@ class Segmenter:
         the flow is consistent both ways, on every step since the mask (Sundaram et al.'s test): elsewhere (fast
         motion, occlusions, surfaces the flow cannot follow) the model's own prediction stands."""
         state = self.state
-        live = [j for j, age in enumerate(state.carried_for) if age < CARRY_FRAMES and j < len(probs)]
+        live = [j for j, age in enumerate(state.carried_for) if age < CARRY_FRAMES]
         if not live or state.grey is None:
             state.carried_for = [age + 1 for age in state.carried_for]
             return probs

@@ -68,11 +68,11 @@ def layout(a=None, b=None, va=None, vb=None, **_query):
     colour_a, colour_b = figures.run_colour(0), figures.run_colour(1)
     # The longer video leads (player "a": the slider, clicks and its controls drive it, the other follows its
     # clock), so every frame of both can be reached; the left side stays the first run asked for.
-    leads_left = player_meta(run_a)["duration"] >= player_meta(run_b)["duration"]
-    leader = run_a if leads_left else run_b
-    meta = player_meta(leader)
+    meta_a, meta_b = player_meta(run_a), player_meta(run_b)
+    leads_left = meta_a["duration"] >= meta_b["duration"]
+    leader, meta = (run_a, meta_a) if leads_left else (run_b, meta_b)
     meta["frame_count"] = leader.frame_count or 1
-    meta["fps_of"] = {run.id: player_meta(run)["fps"] for run in (run_a, run_b)}  # a clicked point's frame rate
+    meta["fps_of"] = {run_a.id: meta_a["fps"], run_b.id: meta_b["fps"]}  # a clicked point's frame rate
     same_video = run_a.input_hash and run_a.input_hash == run_b.input_hash
     if same_video:
         iou = mask_iou(run_a, run_b, version_a, version_b)
