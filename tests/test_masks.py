@@ -48,6 +48,19 @@ def test_write_then_read_palette_mask(tmp_path):
     assert np.array_equal(read_mask(tmp_path / "m.png"), labels)
 
 
+@pytest.mark.parametrize("top_id, bits", [(0, 1), (1, 1), (3, 2), (15, 4), (16, 8), (MAX_OBJECTS, 8)])
+def test_masks_are_written_with_the_bits_their_ids_need(tmp_path, top_id, bits):
+    labels = np.zeros((H, W), np.uint8)
+    for i in range(1, top_id + 1):
+        labels[i % H, : i % W + 1] = i
+    write_mask(tmp_path / "m.png", labels)
+    assert (tmp_path / "m.png").read_bytes()[24] == bits  # the bit depth in the PNG's IHDR chunk
+    img = Image.open(tmp_path / "m.png")
+    assert img.mode == "P" and np.array_equal(np.array(img), labels)
+    colours = np.array(PALETTE, np.uint8).reshape(256, 3)[labels]
+    assert np.array_equal(np.array(img.convert("RGB")), colours)  # each object keeps its DAVIS colour
+
+
 def test_void_index_is_background(tmp_path):
     labels = labels_two_objects()
     labels[0:5] = 255
