@@ -15,8 +15,8 @@ VALIDATION = ["car-turn", "dance-jump", "kite-walk", "motocross-bumps", "strolle
 
 # name: SegmentOptions fields. "ablate" feeds zeros for that decoder input, in online training too.
 CONFIGS = {
-    "default (online training, balanced 20 s; gate)": {},
-    "online training, fast preset (6 s)": {"preset": "fast"},
+    "default (online training, balanced preset; gate)": {},
+    "online training, fast preset": {"preset": "fast"},
     "no online training": {"online_seconds": 0},
     "no gate (a single object may leave its dilated previous mask)": {"gate": False},
     "no gate, no online training": {"gate": False, "online_seconds": 0},
