@@ -246,7 +246,7 @@ def _segment_once(
         model.decoder.load_state_dict(previous.decoder_state())  # as online training left it for that version
     size = model_size(info.width, info.height, short_side)
     shown = overlay_size(info.width, info.height)
-    spans = backward_spans(annotations.ids)
+    spans = in_effect = backward_spans(annotations.ids)  # `spans`: the passes this run makes (--previous: fewer)
 
     def check_cancel() -> None:
         if cancel and cancel():
@@ -449,10 +449,11 @@ def _segment_once(
             "object_start_frames": {str(k): v for k, v in sorted(annotations.starts.items())},
             "boxes": [asdict(box) for box in annotations.boxes],
             "strokes": [asdict(stroke) for stroke in annotations.strokes],
-            # Corrections: each reverse pass, and per object the last frame that kept the forward result.
+            # Corrections: each reverse pass whose result the masks hold (made by this run or kept from the previous
+            # version's), and per object the last frame that kept the forward result.
             "corrections": [
                 {"frame": span.frame, "objects": {str(k): v for k, v in span.midpoints.items()}}
-                for span in spans
+                for span in in_effect
             ],
             "model": {
                 "name": "STCNN (EfficientNet-Lite0)",

@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from . import inference
-from .annotations import Annotations, BackwardSpan
+from .annotations import Annotations, BackwardSpan, backward_spans
 from .errors import InputError
 from .evaluate import jaccard
 from .masks import ids_in, read_mask, write_mask
@@ -105,10 +105,9 @@ class Previous:
         return torch.load(self.folder / STATE / "decoder.pt", map_location="cpu", weights_only=True)
 
     def spans(self) -> list[BackwardSpan]:
-        return [
-            BackwardSpan(c["frame"], {int(k): v for k, v in c["objects"].items()})
-            for c in self.summary.get("corrections", [])
-        ]
+        """The reverse passes whose results its masks hold: all that its annotations call for, those an earlier
+        version ran and this one kept among them (from the annotations, which every result has kept)."""
+        return backward_spans({frame: ids_in(self.annotation(frame)) for frame in self.annotated_frames})
 
 
 def load_previous(path, info, options) -> Previous:

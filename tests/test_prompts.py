@@ -233,6 +233,28 @@ def test_a_second_correction_counts_each_frame_once(tmp_path, monkeypatch):
         assert (tmp_path / "v3" / "masks" / name).read_bytes() == (v2 / "masks" / name).read_bytes(), t
 
 
+def test_a_removed_correction_takes_back_what_its_reverse_pass_did_in_an_earlier_version(tmp_path):
+    # Version 1's correction at 20 says object 1 is the other shape, and its reverse pass relabels 11-19. Version 2
+    # adds one at 40 (resuming there, 11-19 kept as they were); version 3 removes the one at 20. Frames 11-19 must
+    # then be the forward pass's from frame 0 again, as in a full run: the reverse pass that made them belongs to
+    # version 1, and version 2 only kept its result.
+    clip = make_clip(tmp_path / "clip", n_frames=48, size=(192, 128), n_objects=2, seed=0)
+    v1, v2 = tmp_path / "v1", tmp_path / "v2"
+    segment(clip.video, _masks_folder(tmp_path / "m1", clip, {0: 1, 20: 2}), v1, STILL)
+    segment(clip.video, _masks_folder(tmp_path / "m2", clip, {0: 1, 20: 2, 40: 2}), v2, STILL, previous=v1)
+    masks = _masks_folder(tmp_path / "m3", clip, {0: 1, 40: 2})
+    v3 = segment(clip.video, masks, tmp_path / "v3", STILL, previous=v2)
+    full = segment(clip.video, masks, tmp_path / "full", STILL)
+    assert full["corrections"] == [{"frame": 40, "objects": {"1": 20}}]
+    settled = v3["previous"]["settled_at"]
+    for t in range(48 if settled is None else settled + 1):
+        name = f"{t:05d}.png"
+        assert np.array_equal(
+            read_mask(tmp_path / "v3" / "masks" / name), read_mask(tmp_path / "full" / "masks" / name)
+        ), t
+    assert frames_iou(tmp_path / "v3", clip.gt_dir, 1, range(11, 20), truth_id=1) >= 0.8
+
+
 def test_a_correction_that_fades_stops_the_forward_pass(tmp_path, monkeypatch):
     from segmentation.inference import Segmenter
 
