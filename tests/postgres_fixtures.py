@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from services import missing
 
 __all__ = ["postgres_server", "postgres_url"]  # the fixtures, for `import *` in test modules
 
@@ -33,7 +34,7 @@ def postgres_server():
     """The server's admin URL (the `postgres` database, no password, on 127.0.0.1 only)."""
     bin_dir = _bin_dir()
     if bin_dir is None:
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+        missing("PostgreSQL")
     # The server refuses to run as root: as root, it runs as the package's `postgres` user, in a folder it owns.
     as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     data = Path(tempfile.mkdtemp(prefix="stcnn-pg-"))

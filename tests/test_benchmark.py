@@ -12,6 +12,6 @@ def test_the_benchmark_scores_the_engine_beside_the_flow_baseline(tmp_path, caps
     table = run_benchmark(tmp_path / "data", options={"online_seconds": 0}, out=str(tmp_path / "out"))
     row = table.iloc[0]
     assert list(table["sequence"]) == ["seq", "MEAN"] and row["frames"] == 6
-    assert 0.5 < row["JF"] <= 1 and 0 <= row["flow_JF"] <= 1
+    assert 0.5 < row["JF"] <= 1 and 0.3 < row["flow_JF"] <= 1 and row["flow_JF"] != row["JF"]
     assert row["fps_x_flow"] > 0 and table.iloc[-1]["fps_x_flow"] > 0  # speed as a ratio to the baseline's
     assert "fps_x_flow" in capsys.readouterr().out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -13,13 +12,9 @@ from pathlib import Path
 import pytest
 from dashboard_fixtures import *  # noqa: F403 - the fixtures: weights, tiny_clip, storage_dir
 from dashboard_fixtures import post_run, wait_for_run
+from services import *  # noqa: F403 - the fixture: redis_program (skipped, or failed in CI, without redis-server)
 
 from dashboard.app import create_app
-
-REDIS = shutil.which("redis-server")
-pytestmark = pytest.mark.skipif(
-    REDIS is None, reason="redis-server is not installed (apt-get install redis-server)"
-)
 
 
 def _free_port() -> int:
@@ -38,11 +33,11 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @pytest.fixture
-def redis_url(tmp_path):
+def redis_url(tmp_path, redis_program):
     port = _free_port()
     server = subprocess.Popen(
         [
-            REDIS,
+            redis_program,
             "--port",
             str(port),
             "--bind",

@@ -19,6 +19,7 @@ import requests
 from bad_input_files import fail_on_call, tree_bytes
 from dashboard_fixtures import *  # noqa: F403 - the fixtures: weights, tiny_clip, storage_dir
 from dashboard_fixtures import FAST_OPTIONS, post_run, wait_for_run, wait_until
+from services import *  # noqa: F403 - the fixture: redis_program (skipped, or failed in CI, without redis-server)
 
 import segmentation.pipeline as pipeline
 from dashboard.app import create_app
@@ -95,18 +96,14 @@ def test_a_silent_worker_is_marked_failed_by_the_heartbeat_check(storage_dir, ti
     assert storage.input_video(dead).exists() and storage.input_mask(dead).exists()
 
 
-REDIS = __import__("shutil").which("redis-server")
-
-
-@pytest.mark.skipif(REDIS is None, reason="redis-server is not installed")
 def test_celery_worker_killed_mid_run_is_marked_failed_and_reruns(
-    storage_dir, tiny_clip, fast_heartbeat, tmp_path, monkeypatch
+    storage_dir, tiny_clip, fast_heartbeat, tmp_path, monkeypatch, redis_program
 ):
     from test_celery import _free_port, _stop
 
     port = _free_port()
     redis = subprocess.Popen(
-        [REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        [redis_program, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
     worker = None

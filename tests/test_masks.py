@@ -48,7 +48,7 @@ def test_write_then_read_palette_mask(tmp_path):
     assert np.array_equal(read_mask(tmp_path / "m.png"), labels)
 
 
-@pytest.mark.parametrize("top_id, bits", [(0, 1), (1, 1), (3, 2), (15, 4), (16, 8), (MAX_OBJECTS, 8)])
+@pytest.mark.parametrize("top_id, bits", [(0, 1), (1, 1), (2, 2), (3, 2), (4, 4), (15, 4), (16, 8), (MAX_OBJECTS, 8)])
 def test_masks_are_written_with_the_bits_their_ids_need(tmp_path, top_id, bits):
     labels = np.zeros((H, W), np.uint8)
     for i in range(1, top_id + 1):
@@ -59,6 +59,15 @@ def test_masks_are_written_with_the_bits_their_ids_need(tmp_path, top_id, bits):
     assert img.mode == "P" and np.array_equal(np.array(img), labels)
     colours = np.array(PALETTE, np.uint8).reshape(256, 3)[labels]
     assert np.array_equal(np.array(img.convert("RGB")), colours)  # each object keeps its DAVIS colour
+
+
+def test_equal_labels_give_equal_files(tmp_path):
+    # A new version redraws the overlay only where a mask file's bytes changed (versions.overlay_reuse).
+    labels = labels_two_objects()
+    write_mask(tmp_path / "a.png", labels)
+    write_mask(tmp_path / "b.png", labels.copy())
+    write_mask(tmp_path / "c.png", labels.astype(np.int64))
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes() == (tmp_path / "c.png").read_bytes()
 
 
 def test_void_index_is_background(tmp_path):
@@ -177,6 +186,11 @@ def test_read_mask_is_lenient(tmp_path):
 def test_write_mask_rejects_out_of_range(tmp_path):
     with pytest.raises(ValueError, match="0..255"):
         write_mask(tmp_path / "x.png", np.full((4, 4), 300))
+    with pytest.raises(ValueError, match="0..255"):  # not wrapped round to 255, which reads back as background
+        write_mask(tmp_path / "x.png", np.full((4, 4), -1))
+    with pytest.raises(ValueError, match="2-D"):
+        write_mask(tmp_path / "x.png", np.zeros((4, 4, 3), np.uint8))
+    assert not (tmp_path / "x.png").exists()
     write_mask(tmp_path / "sub" / "ok.png", np.ones((4, 4), np.int64))
     assert read_mask(tmp_path / "sub" / "ok.png").sum() == 16
 

@@ -81,7 +81,9 @@ def test_frame_rows_match_numpy_on_scattered_objects():
     labels[rng.random(labels.shape) < 0.02] = 9
     labels[40:60, 50:70] = 2
     labels[45:50, 55:60] = 0  # a hole
-    for row in frame_rows(3, 0.1, labels, [2, 4, 9, 7]):
+    rows = frame_rows(3, 0.1, labels, [2, 4, 9, 7])
+    assert [row["object_id"] for row in rows] == [2, 4, 9, 7]
+    for row in rows:
         ys, xs = np.nonzero(labels == row["object_id"])
         if row["object_id"] == 7:
             assert not row["visible"]

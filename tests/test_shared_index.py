@@ -26,7 +26,6 @@ from test_dashboard_faults import training
 from dashboard.app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
-REDIS = shutil.which("redis-server")
 N_RUNS = 20  # at once, as a team would queue them
 SIZES = [(64, 48), (80, 48), (96, 64), (64, 64)]
 
@@ -54,7 +53,6 @@ def _worker(root: Path, log_path: Path, name: str) -> subprocess.Popen:
     )  # fmt: skip
 
 
-@pytest.mark.skipif(REDIS is None, reason="redis-server is not installed (apt-get install redis-server)")
 def test_two_workers_with_their_own_mount_points_share_a_postgres_index(
     storage_dir, postgres_url, redis_url, clips, tmp_path, monkeypatch  # noqa: F811 - fixtures
 ):
