@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -268,4 +269,53 @@ def test_where_the_flow_cannot_follow_the_model_s_own_result_stands(monkeypatch)
 
     carried, model_only = run(inference.CARRY_FRAMES), run(0)
     # No flow is consistent both ways across the cut: nothing of the mask before it is carried over.
+    assert jaccard(carried == 1, model_only == 1) > 0.95
+
+
+def test_a_carried_mask_weighs_less_each_frame_and_none_after_carry_frames():
+    # On a still scene the flow is zero and consistent, so what the carry adds is its weight alone: 8/9 of the
+    # given mask on the next frame, then 7/9, ... 1/9, and after CARRY_FRAMES frames the model's own probabilities.
+    from segmentation.inference import CARRY_FRAMES
+
+    model, _ = load_model()
+    segmenter = Segmenter(model, torch.device("cpu"), (96, 64), runtime="torch")
+    grey = np.random.default_rng(0).integers(0, 255, (64, 96), dtype=np.uint8)
+    given = torch.zeros(1, 64, 96)
+    given[0, 20:44, 30:60] = 1
+    segmenter.state.grey = grey
+    segmenter._start_carry(given, [True])
+    weights, untouched = [], []
+    for _ in range(CARRY_FRAMES + 2):
+        probs = torch.zeros(1, 64, 96)
+        out = segmenter._carry(probs, grey)
+        weights.append(float(out[0, 32, 45]))
+        untouched.append(out is probs)
+    expected = [1 - k / (CARRY_FRAMES + 1) for k in range(1, CARRY_FRAMES + 1)]
+    assert weights[:CARRY_FRAMES] == pytest.approx(expected, abs=0.02)
+    assert untouched == [False] * CARRY_FRAMES + [True, True]
+    assert float(out[0, 5, 5]) == 0  # outside the mask nothing is added
+
+
+def test_a_flow_step_that_fails_the_test_is_not_trusted_again_later(monkeypatch):
+    # A cut to another shot, then that shot standing still: the still step's flow is consistent, but what it
+    # would carry came across the cut, so nothing is carried (the model's own result, as without the carry).
+    from segmentation import inference
+    from segmentation.evaluate import jaccard
+
+    model, _ = load_model()
+    frames = _moving_square(1, step=3)
+    cut = np.random.default_rng(9).integers(0, 255, (64, 96, 3), dtype=np.uint8)
+    cut[30:54, 50:74] = frames[0][20:44, 10:34]
+    square = np.zeros((64, 96), np.uint8)
+    square[20:44, 10:34] = 1
+
+    def run(carry: int):
+        monkeypatch.setattr(inference, "CARRY_FRAMES", carry)
+        segmenter = Segmenter(model, torch.device("cpu"), model_size(96, 64), runtime="torch")
+        segmenter.step(frames[0], square)
+        segmenter.step(cut)
+        return segmenter.step(cut), segmenter.state.trusted
+
+    (carried, trusted), (model_only, _) = run(inference.CARRY_FRAMES), run(0)
+    assert float(trusted.mean()) < 0.1
     assert jaccard(carried == 1, model_only == 1) > 0.95
