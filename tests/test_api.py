@@ -11,7 +11,7 @@ import zipfile
 import numpy as np
 import pytest
 from dashboard_fixtures import *  # noqa: F403 - the fixtures: weights, tiny_clip, storage_dir
-from dashboard_fixtures import FAST_OPTIONS, post_run, wait_for_run
+from dashboard_fixtures import FAST_OPTIONS, post_run, wait_for_run, wait_until
 from PIL import Image
 
 from dashboard.app import create_app
@@ -267,13 +267,13 @@ def test_a_failed_run_says_why_keeps_its_inputs_and_runs_again(client, tiny_clip
 
 def test_cancelling_a_running_run_stops_it(client, tiny_clip):
     run_id = post_run(client, tiny_clip, preset="quality", online_seconds="30").get_json()["id"]
-    # Wait until the engine reports training iterations: it checks for cancellation between them.
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    # Wait until the engine reports progress (it checks for cancellation between training iterations and between
+    # frames): the run is running then, not still queued.
+    def started():
         run = client.get(f"/api/runs/{run_id}").get_json()
-        if run["status"] != "running" or (run["stage"] != "starting" and run["done"] > 0):
-            break
-        time.sleep(0.2)
+        return run["status"] == "running" and run["stage"] != "starting" and run["done"] > 0
+
+    wait_until(started, 120, "running")
     assert client.post(f"/api/runs/{run_id}/cancel").status_code == 200
     run = wait_for_run(client, run_id, timeout=20)
     assert run["status"] == "cancelled" and run["finished_at"]
