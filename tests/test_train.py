@@ -65,7 +65,7 @@ def test_train_checkpoints_validates_resumes_and_exports(tmp_path):
     carried, _ = load_model(tmp_path / "w2.pt")
     start = dict(model.named_parameters())  # parameters: BatchNorm statistics move in training mode
     drift = max((p - start[k]).abs().max().item() for k, p in carried.named_parameters())
-    assert drift < 0.01
+    assert 0 < drift < 0.01  # trained, a little
 
 
 def test_pasted_distractors_only_hide_the_target_never_add_to_it(tmp_path):
