@@ -1,9 +1,9 @@
 """Online training on the annotated frames: the decoder learns this video's objects before propagation starts.
 
 Training pairs come from the frames the user annotated (frame 0, and later frames where objects start or are
-corrected, taking turns in the pool): the objects are cut out, the background is inpainted, and the objects are
-pasted back moved, scaled, rotated, flipped and colour-jittered; the previous-mask input is the new mask, deformed
-as a propagated mask would be. Because the previous mask only enters the decoder, the backbone and temporal
+corrected, taking turns in the pool; in a new version the changed ones take more turns): the objects are cut out,
+the background is inpainted, and the objects are pasted back moved, scaled, rotated, flipped and colour-jittered;
+the previous-mask input is the new mask, deformed as a propagated mask would be. Because the previous mask only enters the decoder, the backbone and temporal
 features of a pool of such images are computed once, and the iterations train the decoder alone on them with a
 fresh mask deformation each time: several times more iterations in the same budget. When the loss only counts the
 gated region, the decoder also runs only on windows around the objects (`crop_windows`).
@@ -124,15 +124,21 @@ def fine_tune(
     progress: Callable[[int, int], None] | None = None,
     seed: int = 0,
     gate: bool = False,
+    shares: list[int] | None = None,
 ) -> dict:
     """Fine-tunes the decoder in place on the annotated frames: (frame, labels) pairs, both already at the
     model's size (frame 0's, and any later frame's where objects start or are corrected). Returns what it did.
 
     gate: inference will keep predictions near the previous mask (always so with several objects), so the loss only
     counts pixels there. Without it, with two objects in every training image and the target told apart only by
-    the previous mask, the decoder could not separate them and learnt to be unsure on both."""
+    the previous mask, the decoder could not separate them and learnt to be unsure on both.
+
+    shares: how many turns each example takes in the pool (default: one each)."""
     started = time.perf_counter()
-    examples = [(frame, labels) for frame, labels in examples if labels.any()]
+    kept = [i for i, (_, labels) in enumerate(examples) if labels.any()]
+    shares = [shares[i] if shares else 1 for i in kept]
+    examples = [examples[i] for i in kept]
+    turns = [i for i, share in enumerate(shares) for _ in range(share)]
     if budget.iterations <= 0 or not examples:
         return {"iterations": 0, "seconds": 0.0}
     torch.manual_seed(seed)
@@ -141,20 +147,21 @@ def fine_tune(
     ]
     model.eval()  # every BatchNorm keeps the statistics learnt offline: one frame is too few to re-estimate them
 
-    pool_features, pool_temporal, pool_labels, pool_ids = [], [], [], []
+    pool_features, pool_temporal, pool_labels, pool_ids, pool_sources = [], [], [], [], []
     with torch.no_grad():
         temporal = []
         for frame, _ in examples:  # each object moved from where its frame shows it
             still = normalise(torch.from_numpy(frame).to(device).permute(2, 0, 1)[None].float())
             temporal.append(model.temporal(still.repeat(1, DELTA, 1, 1))[1])
         for n in range(POOL):
-            source = n % len(makers)  # the annotated frames take turns
+            source = turns[n % len(turns)]  # the annotated frames take turns
             image, pair_labels = makers[source].make()
             x = normalise(torch.from_numpy(image).to(device).permute(2, 0, 1)[None])
             pool_features.append(model.backbone(x))
             pool_temporal.append(temporal[source])
             pool_labels.append(pair_labels)
             pool_ids.append(makers[source].ids)
+            pool_sources.append(source)
             if progress:  # lets the caller cancel while the pool is built, before the first iteration
                 progress(0, budget.iterations)
             if time.perf_counter() - started > budget.seconds / 3:
@@ -203,6 +210,7 @@ def fine_tune(
         "iterations": done,
         "pool": len(pool_labels),
         "frames": len(examples),
+        "pool_by_frame": np.bincount(pool_sources, minlength=len(examples)).tolist(),  # in the examples' order
         "crop": list(pool_labels[0].shape) if windows else None,
         "seconds": time.perf_counter() - started,
         # The time cap stopped it before the preset's iterations: this run is not reproducible elsewhere.

@@ -128,6 +128,9 @@ def _check_out_dir(out_dir, overwrite: bool, inputs: tuple) -> Path:
 
 # A correction's online training (with --previous) is this fraction of the preset's, on top of the previous decoder.
 CORRECTION_SHARE = 3
+# ... in which each changed annotated frame takes this many more turns in the pool than the unchanged ones, which
+# the decoder has learnt already (the comparison is in weights/README.md).
+CORRECTION_FOCUS = 2
 
 
 def overlay_size(width: int, height: int) -> tuple[int, int]:
@@ -281,7 +284,10 @@ def _segment_once(
             check_cancel()
 
         report(Progress("online training", 0, budget.iterations))
-        session = open_session(model, device, size, options, examples, budget, online_progress)
+        changed = changed_frames(previous, annotations) if previous else []
+        # A new version: the changed frames take more turns (the decoder has learnt the others already).
+        shares = [1 + CORRECTION_FOCUS * (frame in changed) for frame, _ in _example_frames(annotations)]
+        session = open_session(model, device, size, options, examples, budget, online_progress, shares)
         segmenter = session.segmenter  # the reverse passes fork it and --previous resumes it
         online = {**session.online_training, "objects": object_ids}
         online["annotated_frames"] = [frame for frame, _ in _example_frames(annotations)]
@@ -297,7 +303,6 @@ def _segment_once(
 
         # With a previous version: its masks are kept before `resume_at`, and the forward pass resumes there; it
         # stops (`settled`) where it gives the previous result again after the last changed annotation.
-        changed = changed_frames(previous, annotations) if previous else []
         resume_at = first_changed(previous, changed, max(info.frame_count, 1)) if previous else 0
         if changed:  # a resumed segmenter carries no masks: it starts where those still carried there were given
             resume_at = before_carried_masks(resume_at, annotations.frames)

@@ -60,13 +60,15 @@ class Session:
 def open_session(
     model, device: torch.device, size: tuple[int, int], options: SegmentOptions,
     examples: list[tuple[np.ndarray, np.ndarray]], budget: OnlineBudget | None = None, progress=None,
+    shares: list[int] | None = None,
 ) -> Session:
-    """Online training on the annotated frames (examples: (frame, labels) at the model's `size`) for the options'
-    preset, or `budget`, then a session over the tuned model. `model`'s decoder is changed: pass one of its own."""
+    """Online training on the annotated frames (examples: (frame, labels) at the model's `size`; `shares`: their
+    turns in the pool, see online.fine_tune) for the options' preset, or `budget`, then a session over the tuned
+    model. `model`'s decoder is changed: pass one of its own."""
     ids = {i for _, labels in examples for i in ids_in(labels)}
     budget = budget or budget_for(options.preset, device, options.online_seconds)
     gate = online_gated(options.gate, len(ids), options.ablate)  # the loss counts what inference keeps
-    online = fine_tune(model, examples, device, budget, progress, gate=gate)
+    online = fine_tune(model, examples, device, budget, progress, gate=gate, shares=shares)
     segmenter = Segmenter(model, device, size, gate=options.gate, match=options.match, runtime=options.runtime)
     return Session(segmenter, online)
 

@@ -368,6 +368,8 @@ def test_previous_carries_the_earlier_decoder_on_with_the_corrections(tmp_path):
     online = again["online_training"]
     assert online["reused_from_version"] == 1 and online["annotated_frames"] == [0, 6]
     assert first["online_training"]["iterations"] == 60 and online["iterations"] == 60 // 3  # a share, on top
+    # The corrected frame takes three times frame 0's turns in the pool: the decoder has learnt frame 0 already.
+    assert first["online_training"]["pool_by_frame"] == [24] and online["pool_by_frame"] == [6, 18]
 
     def decoder(out):
         return torch.load(out / "state" / "decoder.pt", weights_only=True)
