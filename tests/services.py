@@ -9,8 +9,6 @@ import shutil
 
 import pytest
 
-__all__ = ["redis_program"]  # the fixture, for `import *` in test modules
-
 
 def missing(what: str) -> None:
     """Skips the test, or in CI fails it: `what` is not installed."""
@@ -20,9 +18,8 @@ def missing(what: str) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture
-def redis_program() -> str:
-    """redis-server's path for a test that starts one: skipped where it is missing, failed there in CI."""
+def redis_server() -> str:
+    """redis-server's path, for a test that starts one: skipped where it is missing, failed there in CI."""
     path = shutil.which("redis-server")
     if path is None:
         missing("redis-server")

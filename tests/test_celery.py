@@ -6,13 +6,12 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from dashboard_fixtures import *  # noqa: F403 - the fixtures: weights, tiny_clip, storage_dir
-from dashboard_fixtures import post_run, wait_for_run
-from services import *  # noqa: F403 - the fixture: redis_program (skipped, or failed in CI, without redis-server)
+from dashboard_fixtures import post_run, wait_for_run, wait_until
+from services import redis_server
 
 from dashboard.app import create_app
 
@@ -21,6 +20,14 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _connects(port) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -33,31 +40,14 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @pytest.fixture
-def redis_url(tmp_path, redis_program):
+def redis_url(tmp_path):
     port = _free_port()
     server = subprocess.Popen(
-        [
-            redis_program,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
+        [redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir",
+         str(tmp_path)],
         stdout=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
+    )  # fmt: skip
+    wait_until(lambda: _connects(port), 10, "redis up")
     yield f"redis://127.0.0.1:{port}/0"
     _stop(server)
 

@@ -8,7 +8,6 @@ import errno
 import io
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ import requests
 from bad_input_files import fail_on_call, tree_bytes
 from dashboard_fixtures import *  # noqa: F403 - the fixtures: weights, tiny_clip, storage_dir
 from dashboard_fixtures import FAST_OPTIONS, post_run, wait_for_run, wait_until
-from services import *  # noqa: F403 - the fixture: redis_program (skipped, or failed in CI, without redis-server)
+from test_celery import _connects, _free_port, _stop, redis_url  # noqa: F401 - redis_url: a Redis server of the test's own
 
 import segmentation.pipeline as pipeline
 from dashboard.app import create_app
@@ -97,19 +96,11 @@ def test_a_silent_worker_is_marked_failed_by_the_heartbeat_check(storage_dir, ti
 
 
 def test_celery_worker_killed_mid_run_is_marked_failed_and_reruns(
-    storage_dir, tiny_clip, fast_heartbeat, tmp_path, monkeypatch, redis_program
+    storage_dir, tiny_clip, fast_heartbeat, tmp_path, monkeypatch, redis_url  # noqa: F811 - the fixture
 ):
-    from test_celery import _free_port, _stop
-
-    port = _free_port()
-    redis = subprocess.Popen(
-        [redis_program, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
     worker = None
     try:
-        wait_until(lambda: _connects(port), 10, "redis up")
-        monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{port}/0")
+        monkeypatch.setenv("REDIS_URL", redis_url)
         worker = _celery_worker(tmp_path / "celery.log", "kill")
         app = create_app()
         client, storage = app.server.test_client(), app.server.extensions["stcnn"].storage
@@ -134,21 +125,12 @@ def test_celery_worker_killed_mid_run_is_marked_failed_and_reruns(
     finally:
         if worker:
             _stop(worker)
-        _stop(redis)
 
 
 def _answers(url) -> bool:
     try:
         return requests.get(url, timeout=5).status_code == 200
     except requests.RequestException:
-        return False
-
-
-def _connects(port) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        return True
-    except OSError:
         return False
 
 
@@ -173,8 +155,6 @@ def _serve(port: int, log_path: Path) -> subprocess.Popen:
 
 
 def test_web_process_killed_and_restarted(storage_dir, tiny_clip, fast_heartbeat, tmp_path):
-    from test_celery import _free_port
-
     port = _free_port()
     url = f"http://127.0.0.1:{port}/api"
     log = tmp_path / "web.log"

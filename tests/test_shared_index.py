@@ -20,7 +20,6 @@ from dashboard_fixtures import *  # noqa: F403 - the fixtures: weights, tiny_cli
 from dashboard_fixtures import post_run, wait_for_run, wait_until
 from PIL import Image
 from postgres_fixtures import *  # noqa: F403 - the fixtures: postgres_server, postgres_url
-from services import *  # noqa: F403 - the fixture: redis_program (redis_url below needs it)
 from test_celery import _stop, redis_url  # noqa: F401 - the fixture: a Redis server of the test's own
 from test_dashboard_faults import training
 
