@@ -3,10 +3,11 @@
 Training pairs come from the frames the user annotated (frame 0, and later frames where objects start or are
 corrected, taking turns in the pool; in a new version the changed ones take more turns): the objects are cut out,
 the background is inpainted, and the objects are pasted back moved, scaled, rotated, flipped and colour-jittered;
-the previous-mask input is the new mask, deformed as a propagated mask would be. Because the previous mask only enters the decoder, the backbone and temporal
-features of a pool of such images are computed once, and the iterations train the decoder alone on them with a
-fresh mask deformation each time: several times more iterations in the same budget. When the loss only counts the
-gated region, the decoder also runs only on windows around the objects (`crop_windows`).
+the previous-mask input is the new mask, deformed as a propagated mask would be. Because the previous mask only
+enters the decoder, the backbone and temporal features of a pool of such images are computed once, and the
+iterations train the decoder alone on them with a fresh mask deformation each time: several times more iterations
+in the same budget. When the loss only counts the gated region, the decoder also runs only on windows around the
+objects (`crop_windows`).
 """
 
 from __future__ import annotations

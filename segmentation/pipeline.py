@@ -285,12 +285,12 @@ def _segment_once(
 
         report(Progress("online training", 0, budget.iterations))
         changed = changed_frames(previous, annotations) if previous else []
+        learnt = [frame for frame, _ in _example_frames(annotations)]  # the frames of `examples`, in order
         # A new version: the changed frames take more turns (the decoder has learnt the others already).
-        shares = [1 + CORRECTION_FOCUS * (frame in changed) for frame, _ in _example_frames(annotations)]
+        shares = [1 + CORRECTION_FOCUS * (frame in changed) for frame in learnt]
         session = open_session(model, device, size, options, examples, budget, online_progress, shares)
         segmenter = session.segmenter  # the reverse passes fork it and --previous resumes it
-        online = {**session.online_training, "objects": object_ids}
-        online["annotated_frames"] = [frame for frame, _ in _example_frames(annotations)]
+        online = {**session.online_training, "objects": object_ids, "annotated_frames": learnt}
         if previous is not None:
             online["reused_from_version"] = previous.version
         save_decoder(tmp, model.decoder)
