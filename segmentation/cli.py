@@ -148,7 +148,8 @@ def _train(args: argparse.Namespace) -> None:
         data=args.data, out=args.out, val=args.val, temporal_iters=args.temporal_iters,
         joint_iters=args.joint_iters, batch=args.batch, checkpoint_every=args.checkpoint_every,
         max_hours=args.max_hours, stop_after=args.stop_after, export=args.export, synthetic=args.synthetic, distractors=args.distractors,
-        new_backgrounds=args.new_backgrounds, prompts=args.prompts, init=args.init,
+        new_backgrounds=args.new_backgrounds, prompts=args.prompts, init=args.init, figures=args.figures,
+        by_error=args.by_error,
     )  # fmt: skip
     train(config, device=args.device, resume=args.resume, resume_from=args.resume_from)
 
@@ -218,6 +219,10 @@ def parser() -> argparse.ArgumentParser:
                    help="share of samples (0-1) with the target moved onto another sequence's background")  # fmt: skip
     p.add_argument("--prompts", type=float, default=0.0,
                    help="share of samples (0-1) whose prior is a box or strokes on a still frame, as prompts give")  # fmt: skip
+    p.add_argument("--figures", type=int, default=0,
+                   help="add this many synthetic sequences of articulated figures with thin limbs")  # fmt: skip
+    p.add_argument("--by-error", type=float, default=0.0,
+                   help="share of samples (0-1) whose sequence is drawn by the model's recent error on it")  # fmt: skip
     p.add_argument("--init", default="", help="start from these weights (--temporal-iters 0: joint only)")
     p.add_argument("--resume", action="store_true", help="carry on from OUT/last.pt")
     p.add_argument("--resume-from", default="", metavar="WEIGHTS",

@@ -139,6 +139,7 @@ class JointSamples:
         distractors: float = 0.0,
         new_backgrounds: float = 0.0,
         prompts: float = 0.0,
+        by_error: float = 0.0,
     ):
         self.sequences = sequences
         self.crop_w, self.crop_h = crop
@@ -147,6 +148,15 @@ class JointSamples:
         self.new_backgrounds = new_backgrounds  # share of samples whose target moves onto another background
         self.prompts = prompts  # share of samples whose prior is a box or strokes on a still frame (prompt_prior)
         self._backgrounds: dict[tuple[int, int], np.ndarray] = {}  # (sequence, frame) -> objects painted out
+        # Share of samples whose sequence is drawn in proportion to the model's recent error on it (`learn`): a
+        # uniform draw spends most iterations on the large, easy objects DAVIS is full of.
+        self.by_error = by_error
+        self.error = np.full(len(sequences), 0.5)  # per sequence, a running mean of 1 - Dice
+
+    def learn(self, sequences: np.ndarray, errors: np.ndarray) -> None:
+        """The errors (1 - Dice) the model just made on samples of these sequences (`sample`'s "sequence")."""
+        for seq, error in zip(sequences, errors):
+            self.error[seq] = 0.9 * self.error[seq] + 0.1 * float(error)
 
     def _background(self, seq: int, t: int) -> np.ndarray:
         """Frame t of sequence seq with its objects inpainted away (made once: about 16 ms a frame at 448x256)."""
@@ -228,8 +238,14 @@ class JointSamples:
             )
         return min(max(x0, 0), w - self.crop_w), min(max(y0, 0), h - self.crop_h)
 
+    def _pick_sequence(self) -> int:
+        if self.by_error and self.rng.random() < self.by_error:
+            return int(self.rng.choice(len(self.sequences), p=self.error / self.error.sum()))
+        return int(self.rng.integers(len(self.sequences)))
+
     def sample(self) -> dict[str, np.ndarray]:
-        seq = self.sequences[self.rng.integers(len(self.sequences))]
+        index = self._pick_sequence()
+        seq = self.sequences[index]
         t = int(self.rng.integers(1, len(seq.frames)))
         gap = int(self.rng.integers(1, 4))  # bigger jumps than one frame teach larger motion
         if self.rng.random() < 0.5:
@@ -273,6 +289,7 @@ class JointSamples:
             "frames": np.ascontiguousarray(frames.transpose(0, 3, 1, 2)),  # (DELTA + 1, 3, h, w)
             "mask": np.ascontiguousarray(mask[None].astype(np.float32)),
             "previous_mask": np.ascontiguousarray(previous_mask[None].astype(np.float32)),
+            "sequence": np.int64(index),
         }
 
     def batch(self, n: int) -> dict[str, np.ndarray]:

@@ -7,7 +7,7 @@ is drawn from one seeded generator, so the same arguments give the same clip.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -98,6 +98,30 @@ def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 
 
 @dataclass
+class _Limb:
+    """Two thin segments from a joint on the body, each swinging on its own sine: an arm, a leg, a handlebar."""
+
+    root: tuple[float, float]  # in the sprite's box
+    lengths: tuple[float, float]
+    angles: tuple[float, float]  # at rest, radians; the second relative to the first
+    swing: tuple[float, float]  # amplitude, radians
+    cycles: tuple[float, float]  # per frame
+    phase: tuple[float, float]
+    thickness: int
+
+    def draw(self, mask: np.ndarray, t: float) -> None:
+        x, y = self.root
+        angle = 0.0
+        for length, rest, swing, f, p in zip(
+            self.lengths, self.angles, self.swing, self.cycles, self.phase, strict=True
+        ):
+            angle += rest + swing * math.sin(2 * math.pi * f * t + p)
+            end = (x + length * math.cos(angle), y + length * math.sin(angle))
+            cv2.line(mask, (round(x), round(y)), (round(end[0]), round(end[1])), 1, self.thickness)
+            x, y = end
+
+
+@dataclass
 class _Sprite:
     object_id: int
     mask: np.ndarray
@@ -106,6 +130,15 @@ class _Sprite:
     amplitude: tuple[float, float]
     cycles: tuple[float, float]
     phase: tuple[float, float]
+    limbs: list[_Limb] = field(default_factory=list)  # an articulated figure's: its mask changes every frame
+
+    def mask_at(self, t: float) -> np.ndarray:
+        if not self.limbs:
+            return self.mask
+        mask = self.mask.astype(np.uint8)
+        for limb in self.limbs:
+            limb.draw(mask, t)
+        return mask.astype(bool)
 
     def top_left(self, t: float) -> tuple[int, int]:
         x, y = (
@@ -115,13 +148,44 @@ class _Sprite:
         return int(round(x)), int(round(y))
 
 
+def _figure(rng: np.random.Generator, w: int, h: int) -> tuple[np.ndarray, list[_Limb]]:
+    """A small body (a blob or a thin ring, as a wheel) with two to five thin limbs that swing fast: the thin,
+    articulated objects (a dancer's limbs, a bike's frame) that plain shapes never show the model."""
+    body = np.zeros((h, w), np.uint8)
+    side = min(w, h)
+    centre = (w / 2 + rng.uniform(-0.1, 0.1) * w, h / 2 + rng.uniform(-0.1, 0.1) * h)
+    axes = (max(2, int(side * rng.uniform(0.08, 0.18))), max(2, int(side * rng.uniform(0.08, 0.18))))
+    ring = rng.random() < 0.4
+    cv2.ellipse(
+        body, (round(centre[0]), round(centre[1])), axes, rng.uniform(0, 180), 0, 360, 1,
+        max(1, int(side * 0.04)) if ring else -1,
+    )  # fmt: skip
+    limbs = []
+    for _ in range(int(rng.integers(2, 6))):
+        at = rng.uniform(0, 2 * math.pi)
+        limbs.append(
+            _Limb(
+                root=(centre[0] + axes[0] * math.cos(at), centre[1] + axes[1] * math.sin(at)),
+                lengths=tuple(rng.uniform(0.12, 0.24, 2) * side),
+                angles=(at + rng.uniform(-0.5, 0.5), rng.uniform(-1.5, 1.5)),
+                swing=tuple(rng.uniform(0.3, 1.1, 2)),
+                cycles=tuple(rng.uniform(0.02, 0.07, 2)),
+                phase=tuple(rng.uniform(0, 2 * math.pi, 2)),
+                thickness=int(rng.integers(2, max(3, int(side * 0.06)) + 1)),
+            )
+        )
+    return body.astype(bool), limbs
+
+
 def _sprites(
-    rng: np.random.Generator, n_objects: int, width: int, height: int, n_frames: int
+    rng: np.random.Generator, n_objects: int, width: int, height: int, n_frames: int, figures: bool = False
 ) -> list[_Sprite]:
     sprites = []
     for k in range(n_objects):
         w = max(6, int(width * rng.uniform(0.18, 0.3)))
         h = max(6, int(height * rng.uniform(0.25, 0.4)))
+        if figures:  # a figure's limbs reach out of a small body: it takes a larger box
+            w, h = int(min(width * 0.45, 1.5 * w)), int(min(height * 0.6, 1.5 * h))
         centre, amplitude, cycles, phase = [], [], [], []
         # Spread the objects' home positions across the frame so they overlap only now and then.
         homes = ((k + 0.5) / n_objects, rng.uniform(0.25, 0.75))
@@ -134,15 +198,17 @@ def _sprites(
             amplitude.append(amp)
             cycles.append(f / max(n_frames, 1))
             phase.append(rng.uniform(0, 2 * math.pi))
+        mask, limbs = _figure(rng, w, h) if figures else (_shape_mask(_SHAPES[k % len(_SHAPES)], w, h), [])
         sprites.append(
             _Sprite(
                 object_id=k + 1,
-                mask=_shape_mask(_SHAPES[k % len(_SHAPES)], w, h),
+                mask=mask,
                 texture=_texture(rng, h, w),
                 centre=tuple(centre),
                 amplitude=tuple(amplitude),
                 cycles=tuple(cycles),
                 phase=tuple(phase),
+                limbs=limbs,
             )
         )
     return sprites
@@ -157,11 +223,13 @@ def make_clip(
     fps: float = 24.0,
     as_folder: bool = False,
     appear_at: dict[int, int] | None = None,
+    figures: bool = False,
 ) -> SyntheticClip:
     """Write a synthetic clip, its first-frame mask and per-frame ground truth under ``out_dir``.
 
     ``appear_at`` maps object ids to the frame they come into view (the others are there from frame 0); the
-    clip then also gets a masks folder with a mask at each of those frames (``masks_dir``)."""
+    clip then also gets a masks folder with a mask at each of those frames (``masks_dir``). ``figures``: the objects
+    are articulated figures with thin, swinging limbs instead of rigid shapes."""
     width, height = size
     appear_at = dict(appear_at or {})
     if n_frames < 1 or not 1 <= n_objects <= 32:
@@ -181,7 +249,7 @@ def make_clip(
     gt_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     canvas = _background(rng, height + 2 * _JITTER, width + 2 * _JITTER)
-    sprites = _sprites(rng, n_objects, width, height, n_frames)
+    sprites = _sprites(rng, n_objects, width, height, n_frames, figures)
     pan_phase = rng.uniform(0, 2 * math.pi, size=2)
     noise_rng = np.random.default_rng(seed + 1)
 
@@ -203,9 +271,10 @@ def make_clip(
                 if t < appear_at.get(sprite.object_id, 0):
                     continue
                 x, y = sprite.top_left(t)
-                h, w = sprite.mask.shape
-                frame[y : y + h, x : x + w][sprite.mask] = sprite.texture[sprite.mask]
-                labels[y : y + h, x : x + w][sprite.mask] = sprite.object_id
+                mask = sprite.mask_at(t)
+                h, w = mask.shape
+                frame[y : y + h, x : x + w][mask] = sprite.texture[mask]
+                labels[y : y + h, x : x + w][mask] = sprite.object_id
             # A little sensor noise so no two frames are identical.
             frame = np.clip(frame + noise_rng.normal(0, 2, frame.shape), 0, 255).astype(np.uint8)
             if writer is None:

@@ -49,7 +49,15 @@ class TrainConfig:
     distractors: float = 0.0  # share of joint samples with another sequence's object pasted in (data.py)
     new_backgrounds: float = 0.0  # share of joint samples with the target moved onto another clip (data.py)
     prompts: float = 0.0  # share of joint samples whose prior is a box or strokes on a still frame (data.py)
+    figures: int = 0  # synthetic sequences of articulated figures with thin limbs (segmentation.synthetic)
+    by_error: float = 0.0  # share of joint samples whose sequence is drawn by the model's error on it (data.py)
     init: str = ""  # start from these weights (a trained model carried on with new data or settings)
+
+
+def dice_error(logit: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """1 - Dice of each sample's prediction against its mask: how badly the model does on it, whatever its size."""
+    p = torch.sigmoid(F.interpolate(logit, size=mask.shape[-2:], mode="bilinear", align_corners=False))
+    return 1 - (2 * (p * mask).sum((1, 2, 3)) + 1) / (p.sum((1, 2, 3)) + mask.sum((1, 2, 3)) + 1)
 
 
 def to_batch(batch: dict[str, np.ndarray], device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -213,7 +221,9 @@ class Trainer:
         warm = min(1.0, (self.iteration - self.warm_from + 1) / 200)
         for group, base in zip(self.opt_joint.param_groups, self.base_lrs):  # warm-up, then cosine decay
             group["lr"] = base * warm * 0.5 * (1 + math.cos(math.pi * progress))
-        previous, frame, previous_mask, mask = to_batch(samples.batch(self.config.batch), self.device)
+        batch = samples.batch(self.config.batch)
+        previous, frame, previous_mask, mask = to_batch(batch, self.device)
+        sequences = batch["sequence"]
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             features, temporal, predicted = self.model.encode(frame, previous)
             logits = self.model.decode(features, temporal, previous_mask)
@@ -222,6 +232,8 @@ class Trainer:
         self.opt_joint.zero_grad()
         loss.backward()
         self.opt_joint.step()
+        if samples.by_error:
+            samples.learn(sequences, dice_error(logits[-1].detach().float(), mask).cpu().numpy())
         return {"loss": seg.item()}
 
     def run(self, train: list[Sequence], val: list[Sequence]) -> None:
@@ -233,6 +245,7 @@ class Trainer:
             self.config.distractors,
             self.config.new_backgrounds,
             self.config.prompts,
+            self.config.by_error,
         )
         self.model.train()
         for stage, total, step in (
@@ -289,19 +302,26 @@ class Trainer:
         save_weights(self.model, self.config.export, meta)
 
 
-def synthetic_sequences(root: Path, count: int, size: tuple[int, int]) -> list[Path]:
+def synthetic_sequences(root: Path, count: int, size: tuple[int, int], figures: bool = False) -> list[Path]:
     """DAVIS-layout synthetic clips: arbitrary textured objects that only the mask says are the target, so the
-    model learns to follow the given mask rather than whatever DAVIS makes look salient. Made once, then reused."""
+    model learns to follow the given mask rather than whatever DAVIS makes look salient. Made once, then reused.
+    figures: articulated figures with thin limbs (`figure<i>`, 1-2 objects) instead of rigid shapes (`synth<i>`)."""
     import shutil
 
     from .synthetic import make_clip
 
     made = []
     for i in range(count):
-        seq = root / f"synth{i}"
+        seq = root / (f"figure{i}" if figures else f"synth{i}")
         if not (seq / "masks").is_dir():
             clip = make_clip(
-                root / "tmp", n_frames=40, size=size, n_objects=1 + i % 3, seed=100 + i, as_folder=True
+                root / "tmp",
+                n_frames=40,
+                size=size,
+                n_objects=1 + i % (2 if figures else 3),
+                seed=(300 if figures else 100) + i,
+                as_folder=True,
+                figures=figures,
             )
             shutil.copytree(clip.video, seq / "frames", dirs_exist_ok=True)
             shutil.copytree(clip.gt_dir, seq / "masks", dirs_exist_ok=True)
@@ -318,6 +338,8 @@ def train(config: TrainConfig, device: str = "auto", resume: bool = False, resum
     size = model_size(*first_frame_size(dirs[0]))  # DAVIS: 854x480 -> 448x256
     if config.synthetic:
         dirs += synthetic_sequences(Path(config.out) / "synthetic", config.synthetic, size)
+    if config.figures:
+        dirs += synthetic_sequences(Path(config.out) / "synthetic", config.figures, size, figures=True)
     unknown = set(config.val) - {d.name for d in dirs}
     if unknown:
         from .errors import InputError

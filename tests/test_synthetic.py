@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -60,3 +61,24 @@ def test_bad_arguments(tmp_path):
         make_clip(tmp_path, size=(65, 48))
     with pytest.raises(ValueError, match="n_objects"):
         make_clip(tmp_path, n_objects=0)
+
+
+def test_figures_have_thin_limbs_that_move_on_their_own(tmp_path):
+    clip = make_clip(tmp_path, n_frames=12, size=(160, 96), n_objects=2, seed=5, as_folder=True, figures=True)
+    gt = [read_mask(p) for p in sorted(clip.gt_dir.glob("*.png"))]
+    shapes = make_clip(tmp_path / "s", n_frames=12, size=(160, 96), n_objects=2, seed=5, as_folder=True)
+    rigid = [read_mask(p) for p in sorted(shapes.gt_dir.glob("*.png"))]
+    kernel = np.ones((5, 5), np.uint8)
+
+    def thin_share(labels, object_id):  # of the object's pixels, those a 5x5 opening takes away
+        mask = (labels == object_id).astype(np.uint8)
+        return 1 - cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel).sum() / max(1, mask.sum())
+
+    for object_id in (1, 2):
+        # A rigid shape's area changes only where the other object covers it; a figure's, as its limbs swing...
+        areas = [int((g == object_id).sum()) for g in rigid]
+        assert max(areas) < 1.05 * min(areas)
+        areas = [int((g == object_id).sum()) for g in gt]
+        assert max(areas) > 1.1 * min(areas) > 0
+        # ...and much more of it is thin.
+        assert thin_share(gt[0], object_id) > 0.2 > thin_share(rigid[0], object_id)

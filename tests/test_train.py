@@ -178,3 +178,36 @@ def test_a_run_stops_for_the_sitting_and_carries_on_from_its_exported_weights(tm
     save_weights(load_model(tmp_path / "run.pt")[0], tmp_path / "plain.pt", {"trained": "elsewhere"})
     with pytest.raises(InputError, match="no joint-stage training run"):
         train(config, device="cpu", resume_from=str(tmp_path / "plain.pt"))
+
+
+def test_samples_drawn_by_error_favour_the_sequences_the_model_gets_wrong(tmp_path):
+    import numpy as np
+
+    from segmentation.data import JointSamples, Sequence
+
+    mask = np.zeros((5, 64, 96), np.uint8)
+    mask[:, 20:44, 30:66] = 1
+    frames = np.random.default_rng(1).integers(0, 255, (5, 64, 96, 3)).astype(np.uint8)
+    sequences = [Sequence(name, frames, mask, tmp_path, tmp_path) for name in ("easy", "hard")]
+
+    def drawn(by_error):
+        samples = JointSamples(sequences, (64, 64), seed=0, by_error=by_error)
+        for _ in range(30):  # what the training step reports: the model misses "hard", not "easy"
+            samples.learn(np.array([0, 1]), np.array([0.02, 0.6]))
+        return np.bincount([samples.sample()["sequence"] for _ in range(400)], minlength=2)
+
+    uniform, weighted = drawn(0.0), drawn(0.8)
+    assert abs(uniform[1] - 200) < 40  # a uniform draw ignores the errors
+    assert weighted[1] > 0.8 * 400  # 0.2 + 0.8 x 0.6 / 0.62 of the samples come from "hard"
+
+
+def test_a_run_with_figures_and_draws_by_error_trains(tmp_path):
+    davis_layout(tmp_path, "alpha", 1)
+    config = TrainConfig(
+        data=[str(tmp_path / "data")], out=str(tmp_path / "ck"), temporal_iters=0, joint_iters=2, batch=2,
+        crop=(64, 64), figures=1, by_error=0.5, export=str(tmp_path / "w.pt"),
+    )  # fmt: skip
+    train(config, device="cpu")
+    assert len(list((tmp_path / "ck" / "synthetic" / "figure0" / "masks").glob("*.png"))) == 40
+    _, meta = load_model(tmp_path / "w.pt")
+    assert meta["iteration"] == 2 and meta["config"]["figures"] == 1 and math.isfinite(meta["history"][-1]["loss"])
