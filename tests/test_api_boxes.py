@@ -79,11 +79,20 @@ def test_bad_boxes_are_refused_and_nothing_is_kept(client, tiny_clip, storage_di
 
 
 def test_a_run_from_a_box_and_a_negative_stroke(client, tiny_clip, storage_dir):
-    # Object 1's box, refined by a negative stroke in a corner of it; object 2 by its box alone, from frame 3.
-    boxes = boxes_of(tiny_clip)
-    x0, y0 = boxes[0][:2]
-    boxes[1] = {"box": boxes[1], "object": 2, "frame": 3}
-    strokes = [{"object": 1, "positive": False, "points": [[x0, y0], [x0 + 1, y0 + 1]], "radius": 1}]
+    # Object 1's box over the whole frame, refined by a negative stroke across object 2 (which the box lets in);
+    # object 2 by its box alone, from frame 3.
+    import torch
+
+    from segmentation.inference import model_size
+    from segmentation.prompts import Box, Stroke, mask_from_boxes
+    from segmentation.video import iter_frames
+    from segmentation.weights import load_model
+
+    truth = read_mask(tiny_clip.mask)
+    ys, xs = np.nonzero(truth == 2)
+    across = [[int(xs.min()) + 2, int(ys.mean())], [int(xs.max()) - 2, int(ys.mean())]]
+    boxes = [[0, 0, 95, 63], {"box": boxes_of(tiny_clip)[1], "object": 2, "frame": 3}]
+    strokes = [{"object": 1, "positive": False, "points": across, "radius": 2}]
     with open(tiny_clip.video, "rb") as video:
         data = {"video": (video, "clip.mp4"), "boxes": json.dumps(boxes), "strokes": json.dumps(strokes),
                 **FAST_OPTIONS}  # fmt: skip
@@ -95,6 +104,16 @@ def test_a_run_from_a_box_and_a_negative_stroke(client, tiny_clip, storage_dir):
     assert [(s["object_id"], s["positive"]) for s in summary["strokes"]] == [(1, False)]
     assert summary["object_start_frames"] == {"1": 0, "2": 3}
     masks = Storage(storage_dir).result_dir(run["id"]) / "masks"
+    # Frame 0 is what the engine makes of the box with the stroke, not of the box alone.
+    model, frame = load_model(None)[0], next(iter(iter_frames(tiny_clip.video)))
+    wide, stroke = [Box(0, 0, 95, 63, object_id=1)], Stroke(tuple(map(tuple, across)), 1, positive=False, radius=2)
+    alone, refined = (
+        mask_from_boxes(model, torch.device("cpu"), frame, wide, model_size(96, 64), extra)
+        for extra in ((), [stroke])
+    )
+    on_two = lambda labels: ((labels == 1) & (truth == 2)).mean()  # noqa: E731
+    assert on_two(refined) < on_two(alone), "the test needs a box that lets object 2 in"
+    assert np.array_equal(read_mask(masks / "00000.png"), refined)
     # Nothing of object 2 before the frame it was drawn on.
     assert not any((read_mask(masks / f"{i:05d}.png") == 2).any() for i in range(3))
     assert (read_mask(masks / "00003.png") == 2).any()
