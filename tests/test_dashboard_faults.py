@@ -220,14 +220,15 @@ def test_disk_full_during_a_run_fails_it_with_that_reason(storage_dir, tiny_clip
 
     run_id = post_run(client, tiny_clip, name="disk full", **NO_TRAINING).get_json()["id"]
     failing = fail_on_call(3, OSError(code, os.strerror(code)), pipeline.write_mask)
-    monkeypatch.setattr(pipeline, "write_mask", failing)
-    assert run_job(run_id, storage) == "failed"
+    with monkeypatch.context() as patched:  # only this patch ends with the block, not the fixtures' environment
+        patched.setattr(pipeline, "write_mask", failing)
+        assert run_job(run_id, storage) == "failed"
     run = client.get(f"/api/runs/{run_id}").get_json()
     assert os.strerror(code) in run["error"] and str(storage.root) not in run["error"]
     assert not storage.result_dir(run_id).exists() and storage.input_video(run_id).exists()
     assert run_folder(storage, done_id) == earlier
 
-    monkeypatch.undo()  # space again: Rerun works on the kept inputs
+    # Space again: Rerun works on the kept inputs.
     client.post(f"/api/runs/{run_id}/rerun")
     assert run_job(run_id, storage) == "done"
 
@@ -266,23 +267,22 @@ def test_disk_full_while_receiving_files_is_a_507_and_leaves_nothing(storage_dir
             raise OSError(errno.ENOSPC, "No space left on device")
         return move(source, target)
 
-    monkeypatch.setattr(shutil, "move", full_on_the_mask)
-    answer = post_run(client, tiny_clip)
+    with monkeypatch.context() as patched:
+        patched.setattr(shutil, "move", full_on_the_mask)
+        answer = post_run(client, tiny_clip)
     assert answer.status_code == 507 and "full" in answer.get_json()["error"]
-    monkeypatch.undo()
     assert [run.id for run in storage.list_runs()] == [earlier]
     assert sorted(p.name for p in storage.runs_root.iterdir()) == [earlier]
     assert list(storage.uploads_root.iterdir()) == []
     assert run_folder(storage, earlier) == before
 
     token = client.post("/api/uploads", json={"filename": "v.mp4"}).get_json()["token"]
-    real_append = Storage.append_upload
 
     def full(self, *args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(Storage, "append_upload", full)
-    answer = client.put(f"/api/uploads/{token}?offset=0", data=io.BytesIO(b"x" * 1000))
+    with monkeypatch.context() as patched:
+        patched.setattr(Storage, "append_upload", full)
+        answer = client.put(f"/api/uploads/{token}?offset=0", data=io.BytesIO(b"x" * 1000))
     assert answer.status_code == 507
-    monkeypatch.setattr(Storage, "append_upload", real_append)
     assert list(storage.uploads_root.iterdir()) == []
