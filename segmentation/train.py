@@ -270,6 +270,8 @@ class Trainer:
                 if self.iteration % self.config.checkpoint_every == 0 or last:
                     record = {"stage": stage, "iteration": self.iteration, "seconds": self.seconds()}
                     record.update(running)
+                    if stage == "joint" and samples.by_error:  # where the draws by error go
+                        record["error"] = {s.name: round(float(e), 4) for s, e in zip(train, samples.error)}
                     if stage == "joint" and val:
                         try:
                             record["val"] = validate(self.model, val, self.device, size)

@@ -211,3 +211,5 @@ def test_a_run_with_figures_and_draws_by_error_trains(tmp_path):
     assert len(list((tmp_path / "ck" / "synthetic" / "figure0" / "masks").glob("*.png"))) == 40
     _, meta = load_model(tmp_path / "w.pt")
     assert meta["iteration"] == 2 and meta["config"]["figures"] == 1 and math.isfinite(meta["history"][-1]["loss"])
+    errors = meta["history"][-1]["error"]  # each sequence's running 1 - Dice, which the draws follow
+    assert set(errors) == {"alpha", "figure0"} and all(0 <= e <= 1 for e in errors.values())
