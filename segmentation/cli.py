@@ -149,7 +149,7 @@ def _train(args: argparse.Namespace) -> None:
         joint_iters=args.joint_iters, batch=args.batch, checkpoint_every=args.checkpoint_every,
         max_hours=args.max_hours, stop_after=args.stop_after, export=args.export, synthetic=args.synthetic, distractors=args.distractors,
         new_backgrounds=args.new_backgrounds, prompts=args.prompts, init=args.init, figures=args.figures,
-        by_error=args.by_error,
+        by_error=args.by_error, val_online=args.val_online, still=args.still,
     )  # fmt: skip
     train(config, device=args.device, resume=args.resume, resume_from=args.resume_from)
 
@@ -223,6 +223,10 @@ def parser() -> argparse.ArgumentParser:
                    help="add this many synthetic sequences of articulated figures with thin limbs")  # fmt: skip
     p.add_argument("--by-error", type=float, default=0.0,
                    help="share of samples (0-1) whose sequence is drawn by the model's recent error on it")  # fmt: skip
+    p.add_argument("--still", type=float, default=0.0,
+                   help="share (0-1) of the samples without a prompt prior that stand still as online training's do")  # fmt: skip
+    p.add_argument("--val-online", type=int, default=0, metavar="ITERATIONS",
+                   help="validate after this much online training on each sequence's first mask (fast preset: 60)")  # fmt: skip
     p.add_argument("--init", default="", help="start from these weights (--temporal-iters 0: joint only)")
     p.add_argument("--resume", action="store_true", help="carry on from OUT/last.pt")
     p.add_argument("--resume-from", default="", metavar="WEIGHTS",

@@ -140,6 +140,7 @@ class JointSamples:
         new_backgrounds: float = 0.0,
         prompts: float = 0.0,
         by_error: float = 0.0,
+        still: float = 0.0,
     ):
         self.sequences = sequences
         self.crop_w, self.crop_h = crop
@@ -147,6 +148,10 @@ class JointSamples:
         self.distractors = distractors  # share of samples with another sequence's object pasted in
         self.new_backgrounds = new_backgrounds  # share of samples whose target moves onto another background
         self.prompts = prompts  # share of samples whose prior is a box or strokes on a still frame (prompt_prior)
+        # Share of the other samples on a still frame too, with a deformed mask of that frame as the prior, as
+        # online training's pool is made: otherwise a still frame always means a box, and online training, which
+        # learns on still frames, works against what the decoder learnt offline.
+        self.still = still
         self._backgrounds: dict[tuple[int, int], np.ndarray] = {}  # (sequence, frame) -> objects painted out
         # Share of samples whose sequence is drawn in proportion to the model's recent error on it (`learn`): a
         # uniform draw spends most iterations on the large, easy objects DAVIS is full of.
@@ -266,6 +271,9 @@ class JointSamples:
             # As mask_from_boxes runs the model: the frame stands still behind itself, the prior is the prompt.
             frames = np.repeat(frames[-1:], len(frames), 0)
             previous_mask = prompt_prior(mask, self.rng)
+        elif self.still and self.rng.random() < self.still:
+            frames = np.repeat(frames[-1:], len(frames), 0)
+            previous_mask = deform_mask(mask, self.rng)
         else:
             previous_mask = deform_mask(masks[-2], self.rng)
 

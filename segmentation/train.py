@@ -51,7 +51,9 @@ class TrainConfig:
     prompts: float = 0.0  # share of joint samples whose prior is a box or strokes on a still frame (data.py)
     figures: int = 0  # synthetic sequences of articulated figures with thin limbs (segmentation.synthetic)
     by_error: float = 0.0  # share of joint samples whose sequence is drawn by the model's error on it (data.py)
+    still: float = 0.0  # share of the other joint samples on a still frame with a deformed mask prior (data.py)
     init: str = ""  # start from these weights (a trained model carried on with new data or settings)
+    val_online: int = 0  # iterations of online training on each validation sequence's first mask (validate)
 
 
 def dice_error(logit: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -73,24 +75,39 @@ def to_batch(batch: dict[str, np.ndarray], device: torch.device) -> tuple[torch.
     )
 
 
-def validate(model: STCNN, sequences: list[Sequence], device: torch.device, size: tuple[int, int]) -> dict:
-    """J&F on full-size ground truth, propagating from the first mask without online training."""
+def validate(
+    model: STCNN, sequences: list[Sequence], device: torch.device, size: tuple[int, int], online: int = 0
+) -> dict:
+    """J&F on full-size ground truth, propagating from the first mask, after `online` iterations of the product's
+    online training on it (a copy of the decoder; 0: none). The weights that validate best without online training
+    need not be the ones that learn a video best from its first mask, which is what the product does."""
     import cv2
 
     from .evaluate import evaluate_masks
     from .masks import read_mask
+    from .online import OnlineBudget
+    from .options import SegmentOptions
+    from .session import open_session
 
     model.eval()
     # PyTorch: the weights change between validations, and converting them for OpenVINO each time costs more.
     segmenter = Segmenter(model, device, size, runtime="torch")
     rows = []
     for seq in sequences:
-        segmenter.reset()
         frame_files = sorted(seq.frame_dir.iterdir())
         gts, preds = [], []
         for i, frame_file in enumerate(frame_files):
             frame = cv2.cvtColor(cv2.imread(str(frame_file)), cv2.COLOR_BGR2RGB)
             gt = read_mask(seq.mask_dir / (frame_file.stem + ".png"))
+            if i == 0:
+                segmenter.reset()
+                if online:
+                    example = (cv2.resize(frame, size, interpolation=cv2.INTER_AREA),
+                               cv2.resize(gt, size, interpolation=cv2.INTER_NEAREST))  # fmt: skip
+                    options = SegmentOptions(runtime="torch")
+                    budget = OnlineBudget(3600, online)
+                    session = open_session(model.with_own_decoder(), device, size, options, [example], budget)
+                    segmenter = session.segmenter
             preds.append(segmenter.step(frame, gt if i == 0 else None))
             gts.append(gt)
         table = evaluate_masks(gts, preds)
@@ -246,6 +263,7 @@ class Trainer:
             self.config.new_backgrounds,
             self.config.prompts,
             self.config.by_error,
+            self.config.still,
         )
         self.model.train()
         for stage, total, step in (
@@ -274,7 +292,7 @@ class Trainer:
                         record["error"] = {s.name: round(float(e), 4) for s, e in zip(train, samples.error)}
                     if stage == "joint" and val:
                         try:
-                            record["val"] = validate(self.model, val, self.device, size)
+                            record["val"] = validate(self.model, val, self.device, size, self.config.val_online)
                             tqdm.write(
                                 f"[{stage} {self.iteration}] validation J&F {100 * record['val']['JF']:.1f}"
                             )

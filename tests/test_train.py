@@ -213,3 +213,42 @@ def test_a_run_with_figures_and_draws_by_error_trains(tmp_path):
     assert meta["iteration"] == 2 and meta["config"]["figures"] == 1 and math.isfinite(meta["history"][-1]["loss"])
     errors = meta["history"][-1]["error"]  # each sequence's running 1 - Dice, which the draws follow
     assert set(errors) == {"alpha", "figure0"} and all(0 <= e <= 1 for e in errors.values())
+
+
+def test_still_samples_stand_still_with_a_deformed_mask_of_their_own_frame(tmp_path):
+    import numpy as np
+
+    from segmentation.data import JointSamples, Sequence
+    from segmentation.evaluate import jaccard
+
+    masks = np.zeros((5, 64, 96), np.uint8)
+    for t in range(5):
+        masks[t, 20:44, 10 + 12 * t : 40 + 12 * t] = 1  # moves 12 pixels a frame
+    frames = np.random.default_rng(1).integers(0, 255, (5, 64, 96, 3)).astype(np.uint8)
+    samples = JointSamples([Sequence("s", frames, masks, tmp_path, tmp_path)], (96, 64), still=1.0)
+    for _ in range(10):
+        sample = samples.sample()
+        assert (sample["frames"] == sample["frames"][-1:]).all()
+        prior, mask = sample["previous_mask"][0] > 0, sample["mask"][0] > 0
+        assert not (prior.all() or (prior == mask).all())  # neither a box nor the answer itself
+    moving = JointSamples([Sequence("s", frames, masks, tmp_path, tmp_path)], (96, 64), seed=0)
+    sample = moving.sample()
+    assert not (sample["frames"] == sample["frames"][-1:]).all()
+    still = JointSamples([Sequence("s", frames, masks, tmp_path, tmp_path)], (96, 64), seed=0, still=1.0)
+    ious = [jaccard(s["previous_mask"][0] > 0, s["mask"][0] > 0) for s in (still.sample() for _ in range(20))]
+    assert np.mean(ious) > 0.5  # a deformed copy of this frame's mask, not of an earlier frame's
+
+
+def test_validation_after_online_training_leaves_the_trained_model_alone(tmp_path):
+    from segmentation.data import load_sequence
+    from segmentation.train import validate
+
+    davis_layout(tmp_path, "alpha", 1)
+    sequence = load_sequence(tmp_path / "data" / "alpha", (96, 64))
+    model = load_model()[0]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    plain = validate(model, [sequence], torch.device("cpu"), (96, 64))
+    tuned = validate(model, [sequence], torch.device("cpu"), (96, 64), online=5)
+    assert tuned["JF"] != plain["JF"]  # online training changed the masks...
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # ...on a copy of the decoder
+    assert model.training  # validation hands the model back in training mode
