@@ -226,7 +226,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--still", type=float, default=0.0,
                    help="share (0-1) of the samples without a prompt prior that stand still as online training's do")  # fmt: skip
     p.add_argument("--val-online", type=int, default=0, metavar="ITERATIONS",
-                   help="validate after this much online training on each sequence's first mask (fast preset: 60)")  # fmt: skip
+                   help="validate after this much online training on each sequence's first mask (CPU fast preset: 60)")  # fmt: skip
     p.add_argument("--init", default="", help="start from these weights (--temporal-iters 0: joint only)")
     p.add_argument("--resume", action="store_true", help="carry on from OUT/last.pt")
     p.add_argument("--resume-from", default="", metavar="WEIGHTS",

@@ -78,9 +78,19 @@ def to_batch(batch: dict[str, np.ndarray], device: torch.device) -> tuple[torch.
 def validate(
     model: STCNN, sequences: list[Sequence], device: torch.device, size: tuple[int, int], online: int = 0
 ) -> dict:
-    """J&F on full-size ground truth, propagating from the first mask, after `online` iterations of the product's
-    online training on it (a copy of the decoder; 0: none). The weights that validate best without online training
-    need not be the ones that learn a video best from its first mask, which is what the product does."""
+    """J&F on full-size ground truth, propagating from the first mask. With `online` iterations, as the product
+    runs (its default options, the gate on; online training on the first mask, a copy of the decoder); with none,
+    as training always validated (no gate). The weights that validate best without online training need not be
+    the ones that learn a video best from its first mask, which is what the product does."""
+    was_training = model.training
+    model.eval()
+    try:
+        return _validate(model, sequences, device, size, online)
+    finally:  # a failed validation too hands the model back as it found it: training carries on after one
+        model.train(was_training)
+
+
+def _validate(model, sequences, device, size, online) -> dict:
     import cv2
 
     from .evaluate import evaluate_masks
@@ -89,7 +99,6 @@ def validate(
     from .options import SegmentOptions
     from .session import open_session
 
-    model.eval()
     # PyTorch: the weights change between validations, and converting them for OpenVINO each time costs more.
     segmenter = Segmenter(model, device, size, runtime="torch")
     rows = []
@@ -113,7 +122,6 @@ def validate(
         table = evaluate_masks(gts, preds)
         j, f = float(table["J"].mean()), float(table["F"].mean())
         rows.append({"sequence": seq.name, "J": j, "F": f, "JF": (j + f) / 2})
-    model.train()
     mean = {k: float(np.mean([r[k] for r in rows])) for k in ("J", "F", "JF")}
     return {"sequences": rows, **mean}
 
@@ -249,8 +257,10 @@ class Trainer:
         self.opt_joint.zero_grad()
         loss.backward()
         self.opt_joint.step()
-        if samples.by_error:
-            samples.learn(sequences, dice_error(logits[-1].detach().float(), mask).cpu().numpy())
+        if samples.by_error:  # an absent object's Dice says nothing of how well it was found
+            present = (mask.flatten(1).sum(1) > 0).cpu().numpy()
+            errors = dice_error(logits[-1].detach().float(), mask).cpu().numpy()
+            samples.learn(sequences[present], errors[present])
         return {"loss": seg.item()}
 
     def run(self, train: list[Sequence], val: list[Sequence]) -> None:
@@ -265,10 +275,15 @@ class Trainer:
             self.config.by_error,
             self.config.still,
         )
+        # The temporal branch learns to predict the next frame: still clips (prompts, `still`) would teach it to copy.
+        motion = JointSamples(
+            train, self.config.crop, self.config.seed + self.iteration, self.config.distractors,
+            self.config.new_backgrounds,
+        )  # fmt: skip
         self.model.train()
-        for stage, total, step in (
-            ("temporal", self.config.temporal_iters, self.temporal_step),
-            ("joint", self.config.joint_iters, self.joint_step),
+        for stage, total, step, drawn_from in (
+            ("temporal", self.config.temporal_iters, self.temporal_step, motion),
+            ("joint", self.config.joint_iters, self.joint_step, samples),
         ):
             if self.stage == "joint" and stage == "temporal":
                 continue
@@ -279,7 +294,7 @@ class Trainer:
             )
             running: dict[str, float] = {}
             while self.iteration < total:
-                stats = step(samples)
+                stats = step(drawn_from)
                 running = {k: 0.98 * running.get(k, v) + 0.02 * v for k, v in stats.items()}
                 self.iteration += 1
                 bar.update(1)

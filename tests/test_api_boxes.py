@@ -86,7 +86,7 @@ def test_a_run_from_a_box_and_a_negative_stroke(client, tiny_clip, storage_dir):
     from segmentation.inference import model_size
     from segmentation.prompts import Box, Stroke, mask_from_boxes
     from segmentation.video import iter_frames
-    from segmentation.weights import load_model
+    from segmentation.weights import load_for_inference
 
     truth = read_mask(tiny_clip.mask)
     ys, xs = np.nonzero(truth == 2)
@@ -105,7 +105,7 @@ def test_a_run_from_a_box_and_a_negative_stroke(client, tiny_clip, storage_dir):
     assert summary["object_start_frames"] == {"1": 0, "2": 3}
     masks = Storage(storage_dir).result_dir(run["id"]) / "masks"
     # Frame 0 is what the engine makes of the box with the stroke, not of the box alone.
-    model, frame = load_model(None)[0], next(iter(iter_frames(tiny_clip.video)))
+    model, frame = load_for_inference()[0], next(iter(iter_frames(tiny_clip.video)))  # as the run loads it
     wide, stroke = [Box(0, 0, 95, 63, object_id=1)], Stroke(tuple(map(tuple, across)), 1, positive=False, radius=2)
     alone, refined = (
         mask_from_boxes(model, torch.device("cpu"), frame, wide, model_size(96, 64), extra)
