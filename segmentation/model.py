@@ -226,8 +226,13 @@ def segmentation_loss(
     for weight, logit in zip(SIDE_WEIGHTS, logits):
         logit = F.interpolate(logit, size=mask.shape[-2:], mode="bilinear", align_corners=False)
         loss = loss + weight * F.binary_cross_entropy_with_logits(logit, mask, weight=region)
-    p = torch.sigmoid(F.interpolate(logits[-1], size=mask.shape[-2:], mode="bilinear", align_corners=False))
+    return loss + dice_error(logits[-1], mask, region).mean()
+
+
+def dice_error(logit: torch.Tensor, mask: torch.Tensor, region: torch.Tensor | None = None) -> torch.Tensor:
+    """1 - Dice of each sample's prediction against its mask (only `region`'s pixels, where given): how badly the
+    model does on it, whatever the object's size."""
+    p = torch.sigmoid(F.interpolate(logit, size=mask.shape[-2:], mode="bilinear", align_corners=False))
     if region is not None:
         p = p * region
-    dice = 1 - (2 * (p * mask).sum((1, 2, 3)) + 1) / (p.sum((1, 2, 3)) + mask.sum((1, 2, 3)) + 1)
-    return loss + dice.mean()
+    return 1 - (2 * (p * mask).sum((1, 2, 3)) + 1) / (p.sum((1, 2, 3)) + mask.sum((1, 2, 3)) + 1)

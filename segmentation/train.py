@@ -23,7 +23,7 @@ from . import __version__
 from .backbone import load_imagenet
 from .data import JointSamples, Sequence, first_frame_size, load_sequence, sequence_dirs
 from .inference import Segmenter, model_size
-from .model import DELTA, STCNN, FrameDiscriminator, normalise, segmentation_loss
+from .model import DELTA, STCNN, FrameDiscriminator, dice_error, normalise, segmentation_loss
 from .runtime import native_bf16, pick_device
 from .weights import load_model, save_weights
 
@@ -54,12 +54,6 @@ class TrainConfig:
     still: float = 0.0  # share of the other joint samples on a still frame with a deformed mask prior (data.py)
     init: str = ""  # start from these weights (a trained model carried on with new data or settings)
     val_online: int = 0  # iterations of online training on each validation sequence's first mask (validate)
-
-
-def dice_error(logit: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """1 - Dice of each sample's prediction against its mask: how badly the model does on it, whatever its size."""
-    p = torch.sigmoid(F.interpolate(logit, size=mask.shape[-2:], mode="bilinear", align_corners=False))
-    return 1 - (2 * (p * mask).sum((1, 2, 3)) + 1) / (p.sum((1, 2, 3)) + mask.sum((1, 2, 3)) + 1)
 
 
 def to_batch(batch: dict[str, np.ndarray], device: torch.device) -> tuple[torch.Tensor, ...]:

@@ -225,7 +225,8 @@ def test_still_samples_stand_still_with_a_deformed_mask_of_their_own_frame(tmp_p
     for t in range(5):
         cv2.ellipse(masks[t], (25 + 12 * t, 32), (15, 12), 0, 0, 360, 1, -1)  # moves 12 pixels a frame
     frames = np.random.default_rng(1).integers(0, 255, (5, 64, 96, 3)).astype(np.uint8)
-    samples = JointSamples([Sequence("s", frames, masks, tmp_path, tmp_path)], (96, 64), still=1.0)
+    clip = [Sequence("s", frames, masks, tmp_path, tmp_path)]
+    samples = JointSamples(clip, (96, 64), still=1.0)
     for _ in range(10):
         sample = samples.sample()
         assert (sample["frames"] == sample["frames"][-1:]).all()
@@ -233,10 +234,10 @@ def test_still_samples_stand_still_with_a_deformed_mask_of_their_own_frame(tmp_p
         ys, xs = np.nonzero(prior)
         assert not prior[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].all()  # not a box (prompt_prior's)
         assert not (prior == mask).all()  # nor the answer itself
-    moving = JointSamples([Sequence("s", frames, masks, tmp_path, tmp_path)], (96, 64), seed=0)
+    moving = JointSamples(clip, (96, 64), seed=0)
     sample = moving.sample()
     assert not (sample["frames"] == sample["frames"][-1:]).all()
-    still = JointSamples([Sequence("s", frames, masks, tmp_path, tmp_path)], (96, 64), seed=0, still=1.0)
+    still = JointSamples(clip, (96, 64), seed=0, still=1.0)
     ious = [jaccard(s["previous_mask"][0] > 0, s["mask"][0] > 0) for s in (still.sample() for _ in range(20))]
     assert np.mean(ious) > 0.5  # a deformed copy of this frame's mask, not of an earlier frame's
 
