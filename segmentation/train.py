@@ -22,6 +22,7 @@ from tqdm import tqdm
 from . import __version__
 from .backbone import load_imagenet
 from .data import JointSamples, Sequence, first_frame_size, load_sequence, sequence_dirs
+from .errors import InputError
 from .inference import Segmenter, model_size
 from .model import DELTA, STCNN, FrameDiscriminator, dice_error, normalise, segmentation_loss
 from .runtime import native_bf16, pick_device
@@ -197,8 +198,6 @@ class Trainer:
     def resume_from(self, path: str) -> None:
         """Carries a run on from its exported weights: the model and the run's place in its schedule. The
         optimisers start again, so the learning rate warms up again from here."""
-        from .errors import InputError
-
         model, meta = load_model(path, self.device)
         if meta.get("stage") != "joint" or "history" not in meta:
             raise InputError(f"{path} records no joint-stage training run to carry on (export one with --export)")
@@ -269,6 +268,8 @@ class Trainer:
             self.config.by_error,
             self.config.still,
         )
+        recorded = next((h["error"] for h in reversed(self.history) if "error" in h), {})
+        samples.recall(recorded)  # a run carried on keeps drawing where the model erred, not uniformly again
         # The temporal branch learns to predict the next frame: still clips (prompts, `still`) would teach it to copy.
         motion = JointSamples(
             train, self.config.crop, self.config.seed + self.iteration, self.config.distractors,
@@ -369,10 +370,12 @@ def train(config: TrainConfig, device: str = "auto", resume: bool = False, resum
         dirs += synthetic_sequences(Path(config.out) / "synthetic", config.synthetic, size)
     if config.figures:
         dirs += synthetic_sequences(Path(config.out) / "synthetic", config.figures, size, figures=True)
-    unknown = set(config.val) - {d.name for d in dirs}
+    names = [d.name for d in dirs]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:  # --val and the history's errors name sequences: one name, one sequence
+        raise InputError(f"sequence names found in more than one data folder: {', '.join(twice)}")
+    unknown = set(config.val) - set(names)
     if unknown:
-        from .errors import InputError
-
         raise InputError(f"validation sequences not in the data: {', '.join(sorted(unknown))}")
     train_seqs, val_seqs = [], []
     for d in tqdm(dirs, desc="load data", unit="seq"):
