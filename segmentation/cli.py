@@ -1,4 +1,4 @@
-"""`stcnn`: segment, eval, benchmark and train from the command line.
+"""`stcnn`: segment, eval, benchmark, train and average weights from the command line.
 
 Errors the user can fix print one line (`stcnn: error: ...`) and exit with status 2; nothing else is printed.
 """
@@ -154,6 +154,14 @@ def _train(args: argparse.Namespace) -> None:
     train(config, device=args.device, resume=args.resume, resume_from=args.resume_from)
 
 
+def _average(args: argparse.Namespace) -> None:
+    from .weights import average_weights, save_weights
+
+    model, meta = average_weights(args.first, args.second, args.share)
+    save_weights(model, args.out, meta)
+    print(f"{args.out}: {1 - args.share:g} x {args.first} + {args.share:g} x {args.second}")
+
+
 def parser() -> argparse.ArgumentParser:
     from .options import DEVICES
 
@@ -233,6 +241,13 @@ def parser() -> argparse.ArgumentParser:
                    help="carry a run on from its exported weights (optimisers start again, with a warm-up)")  # fmt: skip
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.set_defaults(run=_train)
+
+    p = sub.add_parser("average", help="average two weights files tensor by tensor (a run and where it started)")
+    p.add_argument("first", help="weights, e.g. the ones a run started from")
+    p.add_argument("second", help="weights, e.g. the run's own; the output keeps its metadata")
+    p.add_argument("--share", type=float, default=0.5, help="the second file's share, 0-1 (default 0.5)")
+    p.add_argument("-o", "--out", required=True, help="the averaged weights file")
+    p.set_defaults(run=_average)
     return top
 
 

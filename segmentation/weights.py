@@ -60,3 +60,21 @@ def load_model(path: str | Path | None = None, device: torch.device | str = "cpu
     except RuntimeError as error:
         raise WeightsError(f"weights do not fit the model: {path} ({str(error).splitlines()[0]})") from error
     return model.to(device).eval(), blob.get("meta", {})
+
+
+def average_weights(first: str | Path, second: str | Path, share: float) -> tuple[STCNN, dict]:
+    """(1 - share) x first + share x second, every tensor: a fine-tuned model averaged with the one it started from
+    keeps most of the gain and most of what the fine-tuning lost (WiSE-FT). The metadata is second's, with
+    `averaged_with` naming first and its share."""
+    from .errors import InputError
+
+    if not 0 <= share <= 1:
+        raise InputError(f"the share of the second weights must be between 0 and 1, not {share}")
+    model, meta = load_model(second)
+    base, _ = load_model(first)
+    start = base.state_dict()
+    mixed = {
+        k: torch.lerp(start[k], v, share) if v.is_floating_point() else v for k, v in model.state_dict().items()
+    }
+    model.load_state_dict(mixed)
+    return model, {**meta, "averaged_with": {"weights": str(first), "share": round(1 - share, 4)}}

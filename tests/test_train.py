@@ -274,3 +274,27 @@ def test_validation_after_online_training_leaves_the_trained_model_alone(tmp_pat
     assert little["JF"] != more["JF"]  # online training changed the masks...
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # ...on a copy of the decoder
     assert model.training  # and validation hands the model back in the mode it found it
+
+
+def test_stcnn_average_mixes_two_weights_files_tensor_by_tensor(tmp_path, capsys):
+    from segmentation.cli import main
+    from segmentation.model import STCNN
+
+    torch.manual_seed(0)
+    first, second = STCNN(), STCNN()  # two different random initialisations
+    save_weights(first, tmp_path / "a.pt", {"trained": "a"})
+    save_weights(second, tmp_path / "b.pt", {"trained": "b", "iteration": 7})
+    a, b = load_model(tmp_path / "a.pt")[0].state_dict(), load_model(tmp_path / "b.pt")[0].state_dict()
+    assert main(["average", str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "--share", "0.25",
+                 "-o", str(tmp_path / "mix.pt")]) == 0  # fmt: skip
+    mixed, meta = load_model(tmp_path / "mix.pt")
+    name = "decoder.top.fuse.0.weight"
+    expected = 0.75 * a[name] + 0.25 * b[name]
+    assert not torch.allclose(a[name], b[name])
+    assert torch.allclose(mixed.state_dict()[name], expected, atol=2e-3)  # stored in fp16
+    assert meta["iteration"] == 7 and meta["averaged_with"] == {"weights": str(tmp_path / "a.pt"), "share": 0.75}
+
+    capsys.readouterr()
+    assert main(["average", str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "--share", "1.5", "-o",
+                 str(tmp_path / "bad.pt")]) == 2  # fmt: skip
+    assert "between 0 and 1" in capsys.readouterr().err and not (tmp_path / "bad.pt").exists()
