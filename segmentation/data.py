@@ -163,11 +163,16 @@ class JointSamples:
         for seq, error in zip(sequences, errors):
             self.error[seq] = 0.9 * self.error[seq] + 0.1 * float(error)
 
-    def recall(self, errors: dict[str, float]) -> None:
-        """Takes up the errors a run recorded by sequence name (its history), so a run carried on draws as it did."""
-        for i, sequence in enumerate(self.sequences):
-            if sequence.name in errors:
-                self.error[i] = errors[sequence.name]
+    def recall(self, errors: dict[str, float]) -> int:
+        """Takes up the errors a run recorded by sequence name (its history), so a run carried on draws as it did;
+        a sequence the record lacks starts at their mean (0.5 would give it several times its share). Returns how
+        many were recalled."""
+        known = [i for i, sequence in enumerate(self.sequences) if sequence.name in errors]
+        if known:
+            self.error[:] = np.mean([errors[self.sequences[i].name] for i in known])
+            for i in known:
+                self.error[i] = errors[self.sequences[i].name]
+        return len(known)
 
     def _background(self, seq: int, t: int) -> np.ndarray:
         """Frame t of sequence seq with its objects inpainted away (made once: about 16 ms a frame at 448x256)."""

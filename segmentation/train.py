@@ -269,7 +269,9 @@ class Trainer:
             self.config.still,
         )
         recorded = next((h["error"] for h in reversed(self.history) if "error" in h), {})
-        samples.recall(recorded)  # a run carried on keeps drawing where the model erred, not uniformly again
+        if samples.by_error and recorded:  # a run carried on keeps drawing where the model erred
+            recalled = samples.recall(recorded)
+            tqdm.write(f"draws by error: {recalled} sequences' errors taken up, {len(train) - recalled} new")
         # The temporal branch learns to predict the next frame: still clips (prompts, `still`) would teach it to copy.
         motion = JointSamples(
             train, self.config.crop, self.config.seed + self.iteration, self.config.distractors,
@@ -332,6 +334,23 @@ class Trainer:
         save_weights(self.model, self.config.export, meta)
 
 
+def synthetic_dirs(root: Path, count: int, figures: bool = False) -> list[Path]:
+    """Where synthetic_sequences puts its clips: root/synth<i>, or root/figure<i> for figures."""
+    return [root / (f"figure{i}" if figures else f"synth{i}") for i in range(count)]
+
+
+def check_names(dirs: list[Path]) -> None:
+    """InputError naming the folders where two sequences share a name: --val and the recorded errors go by name."""
+    by_name: dict[str, list[Path]] = {}
+    for d in dirs:
+        by_name.setdefault(d.name, []).append(d)
+    for name, found in by_name.items():
+        if len(found) > 1:
+            raise InputError(
+                f"two sequences named {name} ({', '.join(map(str, found))}): rename one or leave one folder out"
+            )
+
+
 def synthetic_sequences(root: Path, count: int, size: tuple[int, int], figures: bool = False) -> list[Path]:
     """DAVIS-layout synthetic clips: arbitrary textured objects that only the mask says are the target, so the
     model learns to follow the given mask rather than whatever DAVIS makes look salient. Made once, then reused.
@@ -341,8 +360,7 @@ def synthetic_sequences(root: Path, count: int, size: tuple[int, int], figures: 
     from .synthetic import make_clip
 
     made = []
-    for i in range(count):
-        seq = root / (f"figure{i}" if figures else f"synth{i}")
+    for i, seq in enumerate(synthetic_dirs(root, count, figures)):
         if not (seq / "masks").is_dir():
             clip = make_clip(
                 root / "tmp",
@@ -365,18 +383,17 @@ def train(config: TrainConfig, device: str = "auto", resume: bool = False, resum
     dev = pick_device(device)
     torch.set_float32_matmul_precision("high")
     dirs = sequence_dirs(config.data)
-    size = model_size(*first_frame_size(dirs[0]))  # DAVIS: 854x480 -> 448x256
-    if config.synthetic:
-        dirs += synthetic_sequences(Path(config.out) / "synthetic", config.synthetic, size)
-    if config.figures:
-        dirs += synthetic_sequences(Path(config.out) / "synthetic", config.figures, size, figures=True)
-    names = [d.name for d in dirs]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:  # --val and the history's errors name sequences: one name, one sequence
-        raise InputError(f"sequence names found in more than one data folder: {', '.join(twice)}")
-    unknown = set(config.val) - set(names)
+    synthetic = Path(config.out) / "synthetic"
+    made = synthetic_dirs(synthetic, config.synthetic) + synthetic_dirs(synthetic, config.figures, figures=True)
+    check_names(dirs + made)  # before any clip is made
+    unknown = set(config.val) - {d.name for d in dirs + made}
     if unknown:
         raise InputError(f"validation sequences not in the data: {', '.join(sorted(unknown))}")
+    size = model_size(*first_frame_size(dirs[0]))  # DAVIS: 854x480 -> 448x256
+    if config.synthetic:
+        dirs += synthetic_sequences(synthetic, config.synthetic, size)
+    if config.figures:
+        dirs += synthetic_sequences(synthetic, config.figures, size, figures=True)
     train_seqs, val_seqs = [], []
     for d in tqdm(dirs, desc="load data", unit="seq"):
         (val_seqs if d.name in config.val else train_seqs).append(load_sequence(d, size))

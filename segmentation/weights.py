@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import WeightsError
+from .errors import InputError, WeightsError
 from .model import STCNN
 
 # The shipped weights; STCNN_WEIGHTS points elsewhere (a checkpoint of your own).
@@ -64,17 +64,22 @@ def load_model(path: str | Path | None = None, device: torch.device | str = "cpu
 
 def average_weights(first: str | Path, second: str | Path, share: float) -> tuple[STCNN, dict]:
     """(1 - share) x first + share x second, every tensor: a fine-tuned model averaged with the one it started from
-    keeps most of the gain and most of what the fine-tuning lost (WiSE-FT). The metadata is second's, with
-    `averaged_with` naming first and its share."""
-    from .errors import InputError
-
+    keeps most of the gain and most of what the fine-tuning lost (WiSE-FT). The metadata is second's (a run's place
+    in it too, so `stcnn train --resume-from` carries the average on) but for its last validation, which scored the
+    second model, not the average; `averaged_with` names first and its share."""
     if not 0 <= share <= 1:
-        raise InputError(f"the share of the second weights must be between 0 and 1, not {share}")
+        raise InputError(f"share must be between 0 and 1, not {share}")
+    for path in (first, second):
+        if not Path(path).is_file():
+            raise WeightsError(f"weights file not found: {path}")
     model, meta = load_model(second)
-    base, _ = load_model(first)
-    start = base.state_dict()
+    start = load_model(first)[0].state_dict()
     mixed = {
         k: torch.lerp(start[k], v, share) if v.is_floating_point() else v for k, v in model.state_dict().items()
     }
     model.load_state_dict(mixed)
-    return model, {**meta, "averaged_with": {"weights": str(first), "share": round(1 - share, 4)}}
+    return model, {
+        **meta,
+        "last_validation": None,
+        "averaged_with": {"weights": str(first), "share": round(1 - share, 4)},
+    }

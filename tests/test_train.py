@@ -200,6 +200,11 @@ def test_samples_drawn_by_error_favour_the_sequences_the_model_gets_wrong(tmp_pa
     assert abs(uniform[1] - 200) < 40  # a uniform draw ignores the errors
     assert weighted[1] > 0.8 * 400  # 0.2 x 0.5 + 0.8 x 0.6 / 0.62 (0.87) of the samples come from "hard"
 
+    # A run carried on takes up its recorded errors by name; a sequence new to it starts at their mean, not at 0.5.
+    samples = JointSamples([*sequences, Sequence("new", frames, mask, tmp_path, tmp_path)], (64, 64), by_error=1.0)
+    assert samples.recall({"easy": 0.02, "hard": 0.3, "gone": 0.9}) == 2
+    assert samples.error.tolist() == pytest.approx([0.02, 0.3, 0.16])
+
 
 def test_a_run_with_figures_and_draws_by_error_trains(tmp_path):
     davis_layout(tmp_path, "alpha", 1)
@@ -214,24 +219,30 @@ def test_a_run_with_figures_and_draws_by_error_trains(tmp_path):
     errors = meta["history"][-1]["error"]  # each sequence's running 1 - Dice, which the draws follow
     assert set(errors) == {"alpha", "figure0"} and all(0 <= e <= 1 for e in errors.values())
 
-    # Carried on, the run takes up the errors it recorded instead of starting the draws uniform (0.5) again: one
-    # more iteration moves a running mean by a tenth of a Dice error at most, so a recorded 0.95 stays above 0.85.
+    # Carried on, the run takes up the errors it recorded instead of starting the draws uniform (0.5) again. Each
+    # sample moves its sequence's running mean a tenth of the way to its Dice error, and one iteration of a batch
+    # of 2 may draw a sequence twice: a recorded 0.95 stays above 0.95 x 0.9^2 (0.77); from 0.5 it reaches 0.6 at most.
     meta["history"][-1]["error"] = {"alpha": 0.95, "figure0": 0.95}
     model, _ = load_model(tmp_path / "w.pt")
     save_weights(model, tmp_path / "w.pt", meta)
     config.joint_iters, config.out = 3, str(tmp_path / "ck2")
     train(config, device="cpu", resume_from=str(tmp_path / "w.pt"))
     _, meta = load_model(tmp_path / "w.pt")
-    assert meta["iteration"] == 3 and min(meta["history"][-1]["error"].values()) > 0.85
+    assert meta["iteration"] == 3 and min(meta["history"][-1]["error"].values()) > 0.95 * 0.9**config.batch
 
 
 def test_sequences_of_one_name_in_two_data_folders_are_refused(tmp_path):
     davis_layout(tmp_path, "alpha", 1)
     shutil.copytree(tmp_path / "data", tmp_path / "more")  # --val and the recorded errors would not know which
     config = TrainConfig(data=[str(tmp_path / "data"), str(tmp_path / "more")], out=str(tmp_path / "ck"))
-    with pytest.raises(InputError, match="more than one data folder: alpha"):
+    with pytest.raises(InputError, match=f"two sequences named alpha \\({tmp_path / 'data' / 'alpha'}, "):
         train(config, device="cpu")
-    assert not (tmp_path / "ck").exists()  # refused before anything was written
+    # An earlier run's synthetic clips given as data beside --synthetic: refused before any clip is made.
+    shutil.copytree(tmp_path / "data" / "alpha", tmp_path / "old" / "synth0")
+    config = TrainConfig(data=[str(tmp_path / "data"), str(tmp_path / "old")], out=str(tmp_path / "ck"), synthetic=1)
+    with pytest.raises(InputError, match="two sequences named synth0"):
+        train(config, device="cpu")
+    assert not (tmp_path / "ck").exists()
 
 
 def test_still_samples_stand_still_with_a_deformed_mask_of_their_own_frame(tmp_path):
@@ -282,6 +293,10 @@ def test_stcnn_average_mixes_two_weights_files_tensor_by_tensor(tmp_path, capsys
 
     torch.manual_seed(0)
     first, second = STCNN(), STCNN()  # two different random initialisations
+    for module in second.modules():  # and BatchNorm statistics as training would leave them
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_var.mul_(2)
+            module.num_batches_tracked += 5
     save_weights(first, tmp_path / "a.pt", {"trained": "a"})
     save_weights(second, tmp_path / "b.pt", {"trained": "b", "iteration": 7})
     a, b = load_model(tmp_path / "a.pt")[0].state_dict(), load_model(tmp_path / "b.pt")[0].state_dict()
@@ -293,6 +308,12 @@ def test_stcnn_average_mixes_two_weights_files_tensor_by_tensor(tmp_path, capsys
     assert not torch.allclose(a[name], b[name])
     assert torch.allclose(mixed.state_dict()[name], expected, atol=2e-3)  # stored in fp16
     assert meta["iteration"] == 7 and meta["averaged_with"] == {"weights": str(tmp_path / "a.pt"), "share": 0.75}
+    assert meta["last_validation"] is None  # a score of b's would not be the average's
+    states = mixed.state_dict()  # BatchNorm statistics are averaged too; its counter is b's
+    norm = next(k for k in a if k.endswith("running_var") and not torch.allclose(a[k], b[k]))
+    assert torch.allclose(states[norm], 0.75 * a[norm] + 0.25 * b[norm], rtol=2e-3)
+    counter = next(k for k in a if k.endswith("num_batches_tracked"))
+    assert torch.equal(states[counter], b[counter])
 
     capsys.readouterr()
     assert main(["average", str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "--share", "1.5", "-o",
