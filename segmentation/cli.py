@@ -149,7 +149,7 @@ def _train(args: argparse.Namespace) -> None:
         joint_iters=args.joint_iters, batch=args.batch, checkpoint_every=args.checkpoint_every,
         max_hours=args.max_hours, stop_after=args.stop_after, export=args.export, synthetic=args.synthetic, distractors=args.distractors,
         new_backgrounds=args.new_backgrounds, prompts=args.prompts, init=args.init, figures=args.figures,
-        by_error=args.by_error, val_online=args.val_online, still=args.still,
+        by_error=args.by_error, val_online=args.val_online, still=args.still, riders=args.riders,
     )  # fmt: skip
     train(config, device=args.device, resume=args.resume, resume_from=args.resume_from)
 
@@ -229,6 +229,8 @@ def parser() -> argparse.ArgumentParser:
                    help="share of samples (0-1) whose prior is a box or strokes on a still frame, as prompts give")  # fmt: skip
     p.add_argument("--figures", type=int, default=0,
                    help="add this many synthetic sequences of articulated figures with thin limbs")  # fmt: skip
+    p.add_argument("--riders", type=int, default=0,
+                   help="add this many synthetic sequences of figures carrying a rider that is not the object")  # fmt: skip
     p.add_argument("--by-error", type=float, default=0.0,
                    help="share of samples (0-1) whose sequence is drawn by the model's recent error on it")  # fmt: skip
     p.add_argument("--still", type=float, default=0.0,

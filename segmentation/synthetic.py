@@ -131,6 +131,10 @@ class _Sprite:
     cycles: tuple[float, float]
     phase: tuple[float, float]
     limbs: list[_Limb] = field(default_factory=list)  # an articulated figure's: its mask changes every frame
+    # A rider: a part in front of the object, of its own texture, that moves with it but is not it (bmx's bike
+    # is the object, its rider is not), so only the given mask says where the object ends.
+    rider: np.ndarray | None = None
+    rider_texture: np.ndarray | None = None
 
     def mask_at(self, t: float) -> np.ndarray:
         if not self.limbs:
@@ -177,8 +181,25 @@ def _figure(rng: np.random.Generator, w: int, h: int) -> tuple[np.ndarray, list[
     return body.astype(bool), limbs
 
 
+def _rider(rng: np.random.Generator, body: np.ndarray) -> np.ndarray:
+    """A blob sitting on the body's top, overlapping it, inside the sprite's box (the rider's mask)."""
+    h, w = body.shape
+    ys, xs = np.nonzero(body)
+    axes = (max(2, int(w * rng.uniform(0.12, 0.22))), max(2, int(h * rng.uniform(0.15, 0.25))))
+    centre = (int(xs.mean() + rng.uniform(-0.3, 0.3) * axes[0]), max(axes[1], int(ys.min() - 0.4 * axes[1])))
+    rider = np.zeros((h, w), np.uint8)
+    cv2.ellipse(rider, centre, axes, rng.uniform(-30, 30), 0, 360, 1, -1)
+    return rider.astype(bool)
+
+
 def _sprites(
-    rng: np.random.Generator, n_objects: int, width: int, height: int, n_frames: int, figures: bool = False
+    rng: np.random.Generator,
+    n_objects: int,
+    width: int,
+    height: int,
+    n_frames: int,
+    figures: bool = False,
+    riders: bool = False,
 ) -> list[_Sprite]:
     sprites = []
     for k in range(n_objects):
@@ -211,6 +232,8 @@ def _sprites(
                 limbs=limbs,
             )
         )
+        if riders:  # drawn after the others so that clips without riders stay as they were
+            sprites[-1].rider, sprites[-1].rider_texture = _rider(rng, mask), _texture(rng, h, w)
     return sprites
 
 
@@ -224,12 +247,14 @@ def make_clip(
     as_folder: bool = False,
     appear_at: dict[int, int] | None = None,
     figures: bool = False,
+    riders: bool = False,
 ) -> SyntheticClip:
     """Write a synthetic clip, its first-frame mask and per-frame ground truth under ``out_dir``.
 
     ``appear_at`` maps object ids to the frame they come into view (the others are there from frame 0); the
     clip then also gets a masks folder with a mask at each of those frames (``masks_dir``). ``figures``: the objects
-    are articulated figures with thin, swinging limbs instead of rigid shapes."""
+    are articulated figures with thin, swinging limbs instead of rigid shapes. ``riders``: each object carries a
+    rider, a part of another texture in front of it that moves with it but is not the object."""
     width, height = size
     appear_at = dict(appear_at or {})
     if n_frames < 1 or not 1 <= n_objects <= 32:
@@ -249,7 +274,7 @@ def make_clip(
     gt_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     canvas = _background(rng, height + 2 * _JITTER, width + 2 * _JITTER)
-    sprites = _sprites(rng, n_objects, width, height, n_frames, figures)
+    sprites = _sprites(rng, n_objects, width, height, n_frames, figures, riders)
     pan_phase = rng.uniform(0, 2 * math.pi, size=2)
     noise_rng = np.random.default_rng(seed + 1)
 
@@ -275,6 +300,10 @@ def make_clip(
                 h, w = mask.shape
                 frame[y : y + h, x : x + w][mask] = sprite.texture[mask]
                 labels[y : y + h, x : x + w][mask] = sprite.object_id
+                if sprite.rider is not None:  # in front of its object: what it covers is not the object there
+                    frame[y : y + h, x : x + w][sprite.rider] = sprite.rider_texture[sprite.rider]
+                    covered = labels[y : y + h, x : x + w]
+                    covered[sprite.rider & (covered == sprite.object_id)] = 0
             # A little sensor noise so no two frames are identical.
             frame = np.clip(frame + noise_rng.normal(0, 2, frame.shape), 0, 255).astype(np.uint8)
             if writer is None:

@@ -51,6 +51,7 @@ class TrainConfig:
     new_backgrounds: float = 0.0  # share of joint samples with the target moved onto another clip (data.py)
     prompts: float = 0.0  # share of joint samples whose prior is a box or strokes on a still frame (data.py)
     figures: int = 0  # synthetic sequences of articulated figures with thin limbs (segmentation.synthetic)
+    riders: int = 0  # synthetic figures carrying a rider that is not the object: a part of a moving whole
     by_error: float = 0.0  # share of joint samples whose sequence is drawn by the model's error on it (data.py)
     still: float = 0.0  # share of the other joint samples on a still frame with a deformed mask prior (data.py)
     init: str = ""  # start from these weights (a trained model carried on with new data or settings)
@@ -334,9 +335,18 @@ class Trainer:
         save_weights(self.model, self.config.export, meta)
 
 
-def synthetic_dirs(root: Path, count: int, figures: bool = False) -> list[Path]:
-    """Where synthetic_sequences puts its clips: root/synth<i>, or root/figure<i> for figures."""
-    return [root / (f"figure{i}" if figures else f"synth{i}") for i in range(count)]
+# Synthetic clip kinds (`stcnn train --synthetic / --figures / --riders`): name prefix -> first seed, the most
+# objects a clip has, and make_clip's options.
+SYNTHETIC_KINDS = {
+    "synth": (100, 3, {}),  # rigid textured shapes
+    "figure": (300, 2, {"figures": True}),  # articulated figures with thin limbs
+    "rider": (500, 2, {"figures": True, "riders": True}),  # figures carrying a rider that is not the object
+}
+
+
+def synthetic_dirs(root: Path, count: int, kind: str = "synth") -> list[Path]:
+    """Where synthetic_sequences puts its clips: root/<kind><i>."""
+    return [root / f"{kind}{i}" for i in range(count)]
 
 
 def check_names(dirs: list[Path]) -> None:
@@ -351,25 +361,20 @@ def check_names(dirs: list[Path]) -> None:
             )
 
 
-def synthetic_sequences(root: Path, count: int, size: tuple[int, int], figures: bool = False) -> list[Path]:
+def synthetic_sequences(root: Path, count: int, size: tuple[int, int], kind: str = "synth") -> list[Path]:
     """DAVIS-layout synthetic clips: arbitrary textured objects that only the mask says are the target, so the
     model learns to follow the given mask rather than whatever DAVIS makes look salient. Made once, then reused.
-    figures: articulated figures with thin limbs (`figure<i>`, 1-2 objects) instead of rigid shapes (`synth<i>`)."""
+    kind: one of SYNTHETIC_KINDS."""
     import shutil
 
     from .synthetic import make_clip
 
+    seed, most, options = SYNTHETIC_KINDS[kind]
     made = []
-    for i, seq in enumerate(synthetic_dirs(root, count, figures)):
+    for i, seq in enumerate(synthetic_dirs(root, count, kind)):
         if not (seq / "masks").is_dir():
             clip = make_clip(
-                root / "tmp",
-                n_frames=40,
-                size=size,
-                n_objects=1 + i % (2 if figures else 3),
-                seed=(300 if figures else 100) + i,
-                as_folder=True,
-                figures=figures,
+                root / "tmp", n_frames=40, size=size, n_objects=1 + i % most, seed=seed + i, as_folder=True, **options
             )
             shutil.copytree(clip.video, seq / "frames", dirs_exist_ok=True)
             shutil.copytree(clip.gt_dir, seq / "masks", dirs_exist_ok=True)
@@ -384,16 +389,15 @@ def train(config: TrainConfig, device: str = "auto", resume: bool = False, resum
     torch.set_float32_matmul_precision("high")
     dirs = sequence_dirs(config.data)
     synthetic = Path(config.out) / "synthetic"
-    made = synthetic_dirs(synthetic, config.synthetic) + synthetic_dirs(synthetic, config.figures, figures=True)
+    counts = {"synth": config.synthetic, "figure": config.figures, "rider": config.riders}
+    made = [d for kind, count in counts.items() for d in synthetic_dirs(synthetic, count, kind)]
     check_names(dirs + made)  # before any clip is made
     unknown = set(config.val) - {d.name for d in dirs + made}
     if unknown:
         raise InputError(f"validation sequences not in the data: {', '.join(sorted(unknown))}")
     size = model_size(*first_frame_size(dirs[0]))  # DAVIS: 854x480 -> 448x256
-    if config.synthetic:
-        dirs += synthetic_sequences(synthetic, config.synthetic, size)
-    if config.figures:
-        dirs += synthetic_sequences(synthetic, config.figures, size, figures=True)
+    for kind, count in counts.items():
+        dirs += synthetic_sequences(synthetic, count, size, kind)
     train_seqs, val_seqs = [], []
     for d in tqdm(dirs, desc="load data", unit="seq"):
         (val_seqs if d.name in config.val else train_seqs).append(load_sequence(d, size))

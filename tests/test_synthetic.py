@@ -82,3 +82,27 @@ def test_figures_have_thin_limbs_that_move_on_their_own(tmp_path):
         assert max(areas) > 1.1 * min(areas) > 0
         # ...and much more of it is thin.
         assert thin_share(gt[0], object_id) > 0.2 > thin_share(rigid[0], object_id)
+
+
+def test_riders_move_with_their_object_in_front_of_it_and_are_not_it(tmp_path):
+    from segmentation.synthetic import _JITTER, _background, _sprites
+
+    clip = make_clip(tmp_path, n_frames=8, size=(160, 96), seed=7, as_folder=True, figures=True, riders=True)
+    plain = make_clip(tmp_path / "p", n_frames=8, size=(160, 96), seed=7, as_folder=True, figures=True)
+    # The same draws as make_clip makes (its background first), to know where the rider is.
+    rng = np.random.default_rng(7)
+    _background(rng, 96 + 2 * _JITTER, 160 + 2 * _JITTER)
+    (sprite,) = _sprites(rng, 1, 160, 96, 8, figures=True, riders=True)
+    assert sprite.rider.sum() > 50
+    for t, path in enumerate(sorted(clip.gt_dir.glob("*.png"))):
+        labels = read_mask(path)
+        x, y = sprite.top_left(t)
+        h, w = sprite.rider.shape
+        rider = np.zeros_like(labels, bool)
+        rider[y : y + h, x : x + w] = sprite.rider
+        assert not labels[rider].any()  # not the object, though it moves with it...
+        near = cv2.dilate((labels == 1).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        assert (near & rider).any()  # ...and touches it
+    # Without riders the figure is whole where a rider would cover it.
+    first = [read_mask(sorted(c.gt_dir.glob("*.png"))[0]) for c in (plain, clip)]
+    assert (first[0] == 1).sum() > (first[1] == 1).sum()

@@ -210,19 +210,20 @@ def test_a_run_with_figures_and_draws_by_error_trains(tmp_path):
     davis_layout(tmp_path, "alpha", 1)
     config = TrainConfig(
         data=[str(tmp_path / "data")], out=str(tmp_path / "ck"), temporal_iters=0, joint_iters=2, batch=2,
-        crop=(64, 64), figures=1, by_error=0.5, export=str(tmp_path / "w.pt"),
+        crop=(64, 64), figures=1, riders=1, by_error=0.5, export=str(tmp_path / "w.pt"),
     )  # fmt: skip
     train(config, device="cpu")
-    assert len(list((tmp_path / "ck" / "synthetic" / "figure0" / "masks").glob("*.png"))) == 40
+    for name in ("figure0", "rider0"):
+        assert len(list((tmp_path / "ck" / "synthetic" / name / "masks").glob("*.png"))) == 40
     _, meta = load_model(tmp_path / "w.pt")
     assert meta["iteration"] == 2 and meta["config"]["figures"] == 1 and math.isfinite(meta["history"][-1]["loss"])
     errors = meta["history"][-1]["error"]  # each sequence's running 1 - Dice, which the draws follow
-    assert set(errors) == {"alpha", "figure0"} and all(0 <= e <= 1 for e in errors.values())
+    assert set(errors) == {"alpha", "figure0", "rider0"} and all(0 <= e <= 1 for e in errors.values())
 
     # Carried on, the run takes up the errors it recorded instead of starting the draws uniform (0.5) again. Each
     # sample moves its sequence's running mean a tenth of the way to its Dice error, and one iteration of a batch
     # of 2 may draw a sequence twice: a recorded 0.95 stays above 0.95 x 0.9^2 (0.77); from 0.5 it reaches 0.6 at most.
-    meta["history"][-1]["error"] = {"alpha": 0.95, "figure0": 0.95}
+    meta["history"][-1]["error"] = {"alpha": 0.95, "figure0": 0.95, "rider0": 0.95}
     model, _ = load_model(tmp_path / "w.pt")
     save_weights(model, tmp_path / "w.pt", meta)
     config.joint_iters, config.out = 3, str(tmp_path / "ck2")
