@@ -300,10 +300,9 @@ def make_clip(
                 h, w = mask.shape
                 frame[y : y + h, x : x + w][mask] = sprite.texture[mask]
                 labels[y : y + h, x : x + w][mask] = sprite.object_id
-                if sprite.rider is not None:  # in front of its object: what it covers is not the object there
+                if sprite.rider is not None:  # in front of everything drawn so far: no object shows under it
                     frame[y : y + h, x : x + w][sprite.rider] = sprite.rider_texture[sprite.rider]
-                    covered = labels[y : y + h, x : x + w]
-                    covered[sprite.rider & (covered == sprite.object_id)] = 0
+                    labels[y : y + h, x : x + w][sprite.rider] = 0
             # A little sensor noise so no two frames are identical.
             frame = np.clip(frame + noise_rng.normal(0, 2, frame.shape), 0, 255).astype(np.uint8)
             if writer is None:

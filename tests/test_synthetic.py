@@ -106,3 +106,16 @@ def test_riders_move_with_their_object_in_front_of_it_and_are_not_it(tmp_path):
     # Without riders the figure is whole where a rider would cover it.
     first = [read_mask(sorted(c.gt_dir.glob("*.png"))[0]) for c in (plain, clip)]
     assert (first[0] == 1).sum() > (first[1] == 1).sum()
+
+    # With two objects, the rider of the one drawn last hides the other object too where it covers it.
+    clip = make_clip(tmp_path / "two", n_frames=40, size=(448, 256), n_objects=2, seed=500, as_folder=True,
+                     figures=True, riders=True)  # fmt: skip
+    rng = np.random.default_rng(500)
+    _background(rng, 256 + 2 * _JITTER, 448 + 2 * _JITTER)
+    last = _sprites(rng, 2, 448, 256, 40, figures=True, riders=True)[-1]
+    under = 0
+    for t, path in enumerate(sorted(clip.gt_dir.glob("*.png"))):
+        x, y = last.top_left(t)
+        h, w = last.rider.shape
+        under += int(read_mask(path)[y : y + h, x : x + w][last.rider].any())
+    assert under == 0
