@@ -41,9 +41,10 @@ def load_for_inference(path=None, device: torch.device | str = "cpu", ablate=())
 
 def load_model(path: str | Path | None = None, device: torch.device | str = "cpu") -> tuple[STCNN, dict]:
     """Builds STCNN with the given weights. A missing or damaged file is a WeightsError naming it."""
+    hint = "" if path else " (set STCNN_WEIGHTS or reinstall the project)"  # only where no file was named
     path = Path(path) if path else weights_path()
     if not path.is_file():
-        raise WeightsError(f"model weights not found: {path} (set STCNN_WEIGHTS or reinstall the project)")
+        raise WeightsError(f"model weights not found: {path}{hint}")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for truncated or foreign files
@@ -69,9 +70,6 @@ def average_weights(first: str | Path, second: str | Path, share: float) -> tupl
     second model, not the average; `averaged_with` names first and its share."""
     if not 0 <= share <= 1:
         raise InputError(f"share must be between 0 and 1, not {share}")
-    for path in (first, second):
-        if not Path(path).is_file():
-            raise WeightsError(f"weights file not found: {path}")
     model, meta = load_model(second)
     start = load_model(first)[0].state_dict()
     mixed = {

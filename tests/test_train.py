@@ -320,3 +320,6 @@ def test_stcnn_average_mixes_two_weights_files_tensor_by_tensor(tmp_path, capsys
     assert main(["average", str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "--share", "1.5", "-o",
                  str(tmp_path / "bad.pt")]) == 2  # fmt: skip
     assert "between 0 and 1" in capsys.readouterr().err and not (tmp_path / "bad.pt").exists()
+    assert main(["average", str(tmp_path / "none.pt"), str(tmp_path / "b.pt"), "-o", str(tmp_path / "bad.pt")]) == 2
+    error = capsys.readouterr().err  # the user named the file: no hint about the shipped weights' place
+    assert f"weights not found: {tmp_path / 'none.pt'}\n" in error and not (tmp_path / "bad.pt").exists()
